@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny real Keras models saved to disk, real PNG files, the LGG data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+LGG = Path(os.environ.get("UNETPP_LGG", ROOT.parent / "shared" / "data" / "lgg"))
+
+
+def lgg_available() -> bool:
+    return LGG.is_dir() and any(LGG.glob("TCGA_*"))
+
+
+@pytest.fixture(scope="session")
+def lgg() -> Path:
+    if not lgg_available():
+        pytest.skip("LGG dataset not found in ../shared/data/lgg")
+    return LGG
+
+
+def lgg_case_slices(case_dir: Path) -> list[Path]:
+    from unetpp_gui.core.discovery import discover
+
+    return discover([case_dir]).slices
+
+
+@pytest.fixture(scope="session")
+def lgg_tumour_and_clear(lgg: Path) -> tuple[list[Path], list[Path]]:
+    """A few slices with large tumours and a few with none, from one patient."""
+    from unetpp_gui.core.image_io import load_mask
+
+    case = sorted(lgg.glob("TCGA_*"))[0]
+    tumour, clear = [], []
+    for s in lgg_case_slices(case):
+        m = load_mask(s.with_name(f"{s.stem}_mask.png"))
+        (tumour if m.sum() > 800 else clear if m.sum() == 0 else []).append(s)
+    return tumour, clear
+
+
+def save_png(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr, mode=mode).save(path) if mode else Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def phantom_folder(tmp_path: Path) -> Path:
+    """A patient folder of phantom slices with masks, plus one broken PNG."""
+    from unetpp_gui.core.phantom import phantom
+
+    folder = tmp_path / "study" / "patient_A"
+    for i in range(5):
+        img, mask = phantom(64, lesion=i % 2 == 0, seed=i)
+        save_png(folder / f"p_{i + 1}.png", img)
+        save_png(folder / f"p_{i + 1}_mask.png", mask.astype(np.uint8) * 255)
+    (folder / "p_3.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    return folder
+
+
+def _tiny_unetpp(input_shape=(64, 64, 3), deep_supervision=False):
+    from training.models import build_unetpp
+
+    return build_unetpp(input_shape, base_filters=2, depth=3, deep_supervision=deep_supervision)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (untrained) tiny UNet++ with project metadata, saved as .h5."""
+    from training.saving import save_model
+    from unetpp_gui.core.metadata import ModelMetadata
+
+    path = tmp_path_factory.mktemp("models") / "tiny.h5"
+    meta = ModelMetadata(name="tiny", pixel_threshold=0.4, decision_threshold=0.01,
+                         architecture={"name": "unetpp", "input_shape": [64, 64, 3], "base_filters": 2, "depth": 3})
+    save_model(_tiny_unetpp(), path, meta)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_path: Path):
+    from unetpp_gui.core.model_io import load_model
+
+    return load_model(tiny_model_path)

@@ -1,0 +1,58 @@
+"""The ``unetpp`` command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from unetpp_gui.core.image_io import load_mask
+
+
+def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "unetpp_gui.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_predict_folder_with_a_broken_file(tiny_model_path: Path, phantom_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = run("predict", str(phantom_folder.parent), "--model", str(tiny_model_path), "--out", str(out),
+              "--overlay", "--batch-size", "2", "--pixel-threshold", "0.5")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [Path(r["path"]).name for r in rows] == [f"p_{i}.png" for i in range(1, 6)]
+    assert "not a readable image" in rows[2]["error"]
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == 4
+    for r in good:
+        name = Path(r["path"]).stem
+        mask = load_mask(out / "study" / "patient_A" / f"{name}_pred.png")
+        assert mask.shape == (64, 64)
+        assert int(r["mask_pixels"]) == int(mask.sum())
+        assert float(r["area_ratio"]) == np.float64(mask.mean()).round(6)
+        assert r["decision"] == ("tumour" if mask.mean() > 0.01 else "no tumour")  # model's stored threshold
+        assert r["dice"] and r["ground_truth"].endswith("_mask.png")
+        assert (out / "study" / "patient_A" / f"{name}_overlay.png").is_file()
+    assert "4 no tumour" in res.stderr or "tumour" in res.stderr
+
+
+def test_unusable_model_is_one_line_and_nonzero(tmp_path: Path, phantom_folder: Path) -> None:
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not a model")
+    res = run("predict", str(phantom_folder), "--model", str(bad), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("unetpp: error: bad.h5 is not an HDF5 model")
+    assert not (tmp_path / "o" / "results.csv").exists()
+
+
+def test_info_json(tiny_model_path: Path) -> None:
+    import json
+
+    res = run("info", "--model", str(tiny_model_path), "--json")
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert info["input"] == [None, 64, 64, 3] and info["pixel_threshold"] == 0.4
+    assert info["parameters"] > 0 and info["architecture"]["name"] == "unetpp"

@@ -1,0 +1,157 @@
+"""Model loading: formats, output kinds, safety, and clear errors for unusable files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unetpp_gui.core.errors import ModelError
+from unetpp_gui.core.metadata import DEFAULT_DECISION_THRESHOLD, read_metadata
+from unetpp_gui.core.model_io import load_model
+
+
+def _simple(input_shape, out_channels=1, activation="sigmoid"):
+    import keras
+    from keras import layers
+
+    x = keras.Input(input_shape)
+    y = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    y = layers.Conv2D(out_channels, 1, activation=activation)(y)
+    return keras.Model(x, y)
+
+
+def test_project_model_carries_metadata(tiny_model_path: Path, tiny_model) -> None:
+    assert tiny_model.input_hw == (64, 64) and tiny_model.channels == 3
+    assert tiny_model.metadata.from_file and tiny_model.metadata.pixel_threshold == 0.4
+    assert tiny_model.metadata.decision_threshold == 0.01
+    out = tiny_model.predict_batch(np.zeros((2, 64, 64, 3), np.float32))
+    assert out.shape == (2, 64, 64) and out.dtype == np.float32 and 0 <= out.min() <= out.max() <= 1
+
+
+def test_foreign_h5_gets_documented_defaults(tmp_path: Path) -> None:
+    _simple((32, 32, 3)).save(tmp_path / "foreign.h5")
+    m = load_model(tmp_path / "foreign.h5")
+    assert not m.metadata.from_file
+    assert m.metadata.pixel_threshold == 0.5 and m.metadata.decision_threshold == DEFAULT_DECISION_THRESHOLD
+    assert m.metadata.input_scale == pytest.approx(1 / 255)
+
+
+def test_keras_archive_any_size_and_one_channel(tmp_path: Path) -> None:
+    _simple((None, None, 1)).save(tmp_path / "gray.keras")
+    m = load_model(tmp_path / "gray.keras")
+    assert m.input_hw is None and m.channels == 1
+    out = m.predict_batch(np.zeros((1, 48, 32, 1), np.float32))
+    assert out.shape == (1, 48, 32)
+
+
+def test_softmax_two_channels_uses_channel_one(tmp_path: Path) -> None:
+    import keras
+
+    model = _simple((16, 16, 3), out_channels=2, activation="softmax")
+    # make channel 1 certain everywhere: bias of the last conv strongly favours it
+    w, b = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([w * 0, np.array([-10.0, 10.0], np.float32)])
+    model.save(tmp_path / "softmax.h5")
+    m = load_model(tmp_path / "softmax.h5")
+    assert m.output_channels == 2
+    assert m.predict_batch(np.zeros((1, 16, 16, 3), np.float32)).min() > 0.99
+    del keras
+
+
+def test_logit_head_gets_sigmoid(tmp_path: Path) -> None:
+    model = _simple((16, 16, 3), activation="linear")
+    w, b = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([w * 0, np.array([-20.0], np.float32)])
+    model.save(tmp_path / "logits.h5")
+    m = load_model(tmp_path / "logits.h5")
+    assert m.apply_activation == "sigmoid"
+    assert m.predict_batch(np.zeros((1, 16, 16, 3), np.float32)).max() < 1e-6
+
+
+def test_deep_supervision_uses_last_output_unless_told(tmp_path: Path) -> None:
+    from training.models import build_unetpp
+
+    build_unetpp((32, 32, 3), base_filters=2, depth=3, deep_supervision=True).save(tmp_path / "ds.h5")
+    m = load_model(tmp_path / "ds.h5")
+    assert m.n_outputs == 2 and m.output_index == 1
+    first = load_model(tmp_path / "ds.h5", output_index=0)
+    assert first.output_index == 0
+    x = np.random.default_rng(0).random((1, 32, 32, 3)).astype(np.float32)
+    assert not np.allclose(m.predict_batch(x), first.predict_batch(x))
+    with pytest.raises(ModelError, match="output 5"):
+        load_model(tmp_path / "ds.h5", output_index=5)
+
+
+def test_lambda_model_refused_unless_trusted(tmp_path: Path) -> None:
+    import keras
+    from keras import layers
+
+    x = keras.Input((16, 16, 3))
+    y = layers.Lambda(lambda t: t * 0.5, name="halve")(x)
+    y = layers.Conv2D(1, 1, activation="sigmoid")(y)
+    keras.Model(x, y).save(tmp_path / "lambda.h5")
+    with pytest.raises(ModelError, match="halve.*trust"):
+        load_model(tmp_path / "lambda.h5")
+    # trusting is an explicit choice, in a separate process so the global Keras flag stays off here
+    code = ("from unetpp_gui.core.model_io import load_model; "
+            f"m = load_model(r'{tmp_path / 'lambda.h5'}', trust=True); print(m.n_params)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "4"
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"definitely not hdf5", "not an HDF5 model"),
+        (None, "not found"),
+    ],
+)
+def test_not_a_model(tmp_path: Path, content: bytes | None, match: str) -> None:
+    path = tmp_path / "bad.h5"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ModelError, match=match):
+        load_model(path)
+
+
+def test_weights_only_and_wrong_shapes(tmp_path: Path) -> None:
+    model = _simple((16, 16, 3))
+    model.save_weights(tmp_path / "only.weights.h5")
+    with pytest.raises(ModelError, match="weights only"):
+        load_model(tmp_path / "only.weights.h5")
+    _simple((16, 16, 2)).save(tmp_path / "two_channels.h5")
+    with pytest.raises(ModelError, match="1 or 3 channels"):
+        load_model(tmp_path / "two_channels.h5")
+    _simple((16, 16, 3), out_channels=5, activation="softmax").save(tmp_path / "five.h5")
+    with pytest.raises(ModelError, match="not a segmentation map"):
+        load_model(tmp_path / "five.h5")
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    with pytest.raises(ModelError, match="unsupported"):
+        load_model(tmp_path / "m.onnx")
+
+
+def test_tf_keras2_h5_with_optimizer_state(tmp_path: Path) -> None:
+    """Files written by tf.keras 2.x (e.g. a Colab notebook), with optimizer state, load."""
+    pytest.importorskip("tf_keras", reason="tf-keras (Keras 2) is installed by .ci/run for this test")
+    code = f"""
+import numpy as np, tf_keras as k
+x = k.Input((32, 32, 3)); y = k.layers.Conv2D(4, 3, padding='same', activation='relu')(x)
+y = k.layers.BatchNormalization()(y); y = k.layers.Conv2D(1, 1, activation='sigmoid')(y)
+m = k.Model(x, y); m.compile(optimizer=k.optimizers.Adam(1e-4), loss='binary_crossentropy')
+m.fit(np.zeros((4, 32, 32, 3)), np.zeros((4, 32, 32, 1)), epochs=1, verbose=0)
+m.save(r'{tmp_path / "keras2.h5"}')
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import h5py
+
+    with h5py.File(tmp_path / "keras2.h5") as f:
+        assert f.attrs["keras_version"].startswith("2.") and "optimizer_weights" in f
+    m = load_model(tmp_path / "keras2.h5")
+    assert m.input_hw == (32, 32) and not read_metadata(tmp_path / "keras2.h5").from_file
+    assert m.predict_batch(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 32, 32)

@@ -1,0 +1,177 @@
+"""``unetpp``: predict, info, train and evaluate from the command line, on the same engine as the GUI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from unetpp_gui import RESEARCH_NOTICE, __version__
+
+
+def _progress_bar(done: int, total: int, start: float, stream=sys.stderr) -> None:
+    width = 30
+    frac = done / total if total else 1.0
+    rate = done / max(time.monotonic() - start, 1e-9)
+    eta = (total - done) / rate if rate > 0 else 0.0
+    bar = "#" * int(frac * width)
+    stream.write(f"\r[{bar:<{width}}] {done}/{total}  {rate:5.1f} slices/s  ETA {eta:4.0f}s")
+    if done >= total:
+        stream.write("\n")
+    stream.flush()
+
+
+def _output_path(out: Path, path: Path, roots: list[Path], suffix: str) -> Path:
+    """Mirror the slice's place under its input folder, so equal names never collide."""
+    for root in roots:
+        if root.is_dir():
+            try:
+                rel = path.relative_to(root)
+                return out / root.name / rel.parent / f"{path.stem}{suffix}"
+            except ValueError:
+                continue
+    return out / f"{path.stem}{suffix}"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from unetpp_gui.core.discovery import discover
+    from unetpp_gui.core.image_io import save_png
+    from unetpp_gui.core.inference import Cancelled, predict_paths
+    from unetpp_gui.core.model_io import load_model, resolve_model_path
+    from unetpp_gui.core.overlay import render_overlay
+    from unetpp_gui.core.postprocess import binarize
+    from unetpp_gui.core.report import row_for, write_csv
+
+    model = load_model(resolve_model_path(args.model), trust=args.trust_model)
+    meta = model.metadata
+    pt = args.pixel_threshold if args.pixel_threshold is not None else meta.pixel_threshold
+    dt = args.decision_threshold if args.decision_threshold is not None else meta.decision_threshold
+    found = discover(args.paths)
+    for p, why in found.problems:
+        print(f"unetpp: warning: {p}: {why}", file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    roots = [Path(p) for p in args.paths]
+    rows = []
+    start = time.monotonic()
+    total = len(found.slices)
+    cancel = threading.Event()
+    status = 0
+    try:
+        for i, res in enumerate(predict_paths(model, found.slices, args.batch_size, keep_maps=True, cancel=cancel), 1):
+            if res.ok and res.prob_q is not None:
+                mask = binarize(res.prob_q, pt)
+                save_png(_output_path(out, res.path, roots, "_pred.png"), mask)
+                if args.overlay:
+                    ov = render_overlay(res.image, mask, gt_mask=res.gt)
+                    save_png(_output_path(out, res.path, roots, "_overlay.png"), ov)
+            rows.append(row_for(res, pt, dt))
+            if not args.quiet:
+                _progress_bar(i, total, start)
+    except (KeyboardInterrupt, Cancelled):
+        print(f"\nunetpp: interrupted; results for {len(rows)} of {total} slices are kept", file=sys.stderr)
+        status = 130
+    write_csv(out / "results.csv", rows)
+    errors = sum(1 for r in rows if r["error"])
+    tumour = sum(1 for r in rows if r["decision"] == "tumour")
+    print(f"{len(rows)} slices: {tumour} tumour, {len(rows) - tumour - errors} no tumour, {errors} errors; "
+          f"results in {out / 'results.csv'}", file=sys.stderr)
+    return status
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from unetpp_gui.core.model_io import load_model, resolve_model_path
+    from unetpp_gui.resources import bundled_model_path, model_card_path
+
+    path = resolve_model_path(args.model)
+    model = load_model(path, trust=args.trust_model)
+    info = model.summary()
+    meta = model.metadata
+    info["architecture"] = meta.architecture
+    info["metrics"] = meta.metrics
+    info["versions"] = meta.versions
+    if meta.training:
+        t = meta.training
+        info["training"] = {k: t.get(k) for k in ("epoch", "elapsed_s", "hardware", "data") if k in t}
+    if args.json:
+        print(json.dumps(info, indent=1, default=str))
+    else:
+        for key, value in info.items():
+            print(f"{key:>20}: {value}")
+        card = model_card_path()
+        if path.resolve() == bundled_model_path().resolve() and card.is_file():
+            print("\n" + _card_summary(card.read_text(encoding="utf-8")))
+    if args.diagram:
+        from unetpp_gui.core.architecture import write_diagram
+
+        write_diagram(model.keras_model, args.diagram)
+        print(f"diagram written to {args.diagram}", file=sys.stderr)
+    return 0
+
+
+def _card_summary(text: str) -> str:
+    """The model card's summary section (up to the second heading)."""
+    lines, headings = [], 0
+    for line in text.splitlines():
+        if line.startswith("## "):
+            headings += 1
+            if headings > 1:
+                break
+        lines.append(line)
+    return "\n".join(lines).strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unetpp", description=f"UNet++ Viewer command line. {RESEARCH_NOTICE}")
+    parser.add_argument("--version", action="version", version=f"unetpp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="segment slices and write masks, overlays and results.csv")
+    p.add_argument("paths", nargs="+", help="PNG files and/or folders (searched recursively)")
+    p.add_argument("--model", help="model file (default: the bundled model)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--pixel-threshold", type=float)
+    p.add_argument("--decision-threshold", type=float, help="area ratio above which a slice is called tumour")
+    p.add_argument("--trust-model", action="store_true", help="allow models with code (Lambda layers)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("info", help="describe a model")
+    p.add_argument("--model")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--diagram", help="write the nested-architecture picture (.svg or .png)")
+    p.add_argument("--trust-model", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    from training.cli import add_evaluate_arguments, add_train_arguments, run_evaluate, run_train
+
+    p = sub.add_parser("train", help="train a UNet++ / U-Net (same as python -m training train)")
+    add_train_arguments(p)
+    p.set_defaults(func=run_train)
+    p = sub.add_parser("evaluate", help="per-patient Dice, detection metrics, calibration")
+    add_evaluate_arguments(p)
+    p.set_defaults(func=run_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from training.cli import quiet_tensorflow
+    from unetpp_gui.core.errors import UserFacingError
+
+    quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserFacingError as exc:
+        print(f"unetpp: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Finding slices, their ground truth, and the patient each belongs to.
+
+Conventions (the product's): ``<name>_mask.<ext>`` beside ``<name>.<ext>``, or parallel
+``images/`` and ``masks/`` folders with equal file names. Mask files are never slices.
+Slices sort in numeric order (``case_2`` before ``case_10``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unetpp_gui.core.image_io import IMAGE_SUFFIXES
+
+MASK_SUFFIX = "_mask"
+_NUM = re.compile(r"(\d+)")
+
+
+def natural_key(path: str | Path) -> list[object]:
+    """Sort key that orders embedded numbers numerically."""
+    parts = _NUM.split(str(path))
+    return [int(p) if p.isdigit() else p.lower() for p in parts]
+
+
+def is_mask_file(path: Path) -> bool:
+    if path.stem.lower().endswith(MASK_SUFFIX):
+        return True
+    return path.parent.name.lower() == "masks"
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def find_ground_truth(image: str | Path) -> Path | None:
+    """The mask file that belongs to ``image``, if one exists."""
+    image = Path(image)
+    for ext in (image.suffix, *IMAGE_SUFFIXES):
+        cand = image.with_name(f"{image.stem}{MASK_SUFFIX}{ext}")
+        if cand.is_file():
+            return cand
+    if image.parent.name.lower() == "images":
+        masks = image.parent.parent / "masks"
+        for ext in (image.suffix, *IMAGE_SUFFIXES):
+            cand = masks / f"{image.stem}{ext}"
+            if cand.is_file():
+                return cand
+            cand = masks / f"{image.stem}{MASK_SUFFIX}{ext}"
+            if cand.is_file():
+                return cand
+    return None
+
+
+@dataclass
+class Discovery:
+    """Slices found under some paths, plus what could not be read."""
+
+    slices: list[Path] = field(default_factory=list)
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def discover(paths: list[str | Path] | tuple[str | Path, ...]) -> Discovery:
+    """Expand files and folders (recursively) into a naturally sorted list of slices.
+
+    Unreadable folders and missing paths are reported in ``problems``; they never raise.
+    Explicitly named files are kept even when their suffix is unknown, so that the user sees
+    an error row for them instead of silence.
+    """
+    found = Discovery()
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        if p not in seen:
+            seen.add(p)
+            found.slices.append(p)
+
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            batch: list[Path] = []
+
+            def onerror(err: OSError) -> None:
+                found.problems.append((Path(err.filename or p), f"cannot read folder ({err.strerror})"))
+
+            for root, dirs, files in os.walk(p, onerror=onerror):
+                dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
+                for name in files:
+                    fp = Path(root) / name
+                    if is_image_file(fp) and not is_mask_file(fp):
+                        batch.append(fp)
+            for fp in sorted(batch, key=natural_key):
+                add(fp)
+        elif p.is_file():
+            if not is_mask_file(p):
+                add(p)
+        else:
+            found.problems.append((p, "no such file or folder"))
+    return found
+
+
+def patient_of(path: str | Path, prefix_fields: int | None = None) -> str:
+    """The patient a slice belongs to.
+
+    By default the slice's folder (``images``/``masks`` folders are skipped upwards). With
+    ``prefix_fields=N`` the first N ``_``-separated fields of the file name are used instead,
+    for flat folders such as ``TCGA_CS_4941_19960909_12.png`` (N=4).
+    """
+    path = Path(path)
+    if prefix_fields:
+        return "_".join(path.stem.split("_")[:prefix_fields])
+    parent = path.parent
+    if parent.name.lower() == "images":
+        parent = parent.parent
+    return parent.name or "."

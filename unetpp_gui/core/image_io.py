@@ -1,0 +1,115 @@
+"""Reading slices and masks with Pillow, and writing PNG results.
+
+Every slice comes back as 8-bit RGB (H, W, 3) so that display and preprocessing see one shape;
+channel adaptation to the model happens in :mod:`unetpp_gui.core.preprocess`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from unetpp_gui.core.errors import ImageError
+
+#: Formats we accept as slices. PNG is the product's format; the others are read the same way.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Refuse anything larger than this many pixels before decoding it (decompression-bomb guard).
+MAX_PIXELS = 40_000_000
+#: Refuse slices smaller than this on either side: they are icons, not MR slices.
+MIN_SIDE = 8
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a folder, not an image") from None
+    except PermissionError:
+        raise ImageError(path, "permission denied") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(path, "not a readable image (unknown format or corrupt header)") from None
+    except OSError as exc:
+        raise ImageError(path, f"cannot be read ({exc})") from None
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(path, f"too large ({w}x{h} pixels; the limit is {MAX_PIXELS:,} pixels)")
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(path, f"too small ({w}x{h} pixels) to be an MR slice")
+    return img
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Bring 16-bit or float data to 8 bits by the image's own range (MR has no fixed scale)."""
+    if arr.dtype == np.uint8:
+        return arr
+    arr = arr.astype(np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode ``path`` into an (H, W, 3) uint8 RGB array or raise :class:`ImageError`."""
+    path = Path(path)
+    img = _open(path)
+    try:
+        img.load()
+        mode = img.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            gray = _to_uint8(np.asarray(img))
+            arr = np.repeat(gray[:, :, None], 3, axis=2)
+        else:
+            if mode in ("RGBA", "LA", "P", "PA"):
+                # Composite on black: transparent regions of a slice are background.
+                rgba = img.convert("RGBA")
+                bg = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+                img = Image.alpha_composite(bg, rgba)
+            arr = np.asarray(img.convert("RGB"))
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(path, f"corrupt or truncated image data ({exc})") from None
+    finally:
+        img.close()
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def load_mask(path: str | Path, threshold: int = 127) -> np.ndarray:
+    """Ground-truth mask as a boolean (H, W) array: pixels above ``threshold`` are tumour."""
+    rgb = load_image(path)
+    return rgb.max(axis=2) > threshold
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_png(path: str | Path, array: np.ndarray) -> None:
+    """Save a uint8 gray/RGB/RGBA array (or a bool mask, as 0/255) as PNG, atomically."""
+    import io
+
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())

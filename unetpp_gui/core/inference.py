@@ -1,0 +1,165 @@
+"""Batched, streaming inference over any number of slices.
+
+The next batch is decoded and resized on a helper thread while the model runs on the current
+one. Memory is bounded by two batches regardless of how many files are given. Results come out
+in input order as a generator; the caller decides what to keep (full maps or just stats).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from unetpp_gui.core.discovery import find_ground_truth
+from unetpp_gui.core.errors import ImageError
+from unetpp_gui.core.image_io import load_image, load_mask
+from unetpp_gui.core.model_io import LoadedModel
+from unetpp_gui.core.postprocess import SliceStats, quantize
+from unetpp_gui.core.preprocess import Geometry, prepare, restore
+
+DEFAULT_BATCH_SIZE = 8
+
+ProgressFn = Callable[[int, int], None]
+
+
+class Cancelled(Exception):
+    """Raised inside a job when its cancel flag was set; work already yielded stays valid."""
+
+
+@dataclass
+class SliceResult:
+    """One slice's outcome. ``error`` is set (and the arrays are None) when it failed."""
+
+    path: Path
+    image: np.ndarray | None = None  # (H, W, 3) uint8, only when kept
+    prob_q: np.ndarray | None = None  # (H, W) uint8 probability levels, only when kept
+    gt: np.ndarray | None = None  # (H, W) bool ground truth, when a mask file was found
+    gt_path: Path | None = None
+    stats: SliceStats | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Prepared:
+    path: Path
+    x: np.ndarray | None
+    geo: Geometry | None
+    image: np.ndarray | None
+    gt: np.ndarray | None
+    gt_path: Path | None
+    error: str | None
+
+
+def _prepare_one(model: LoadedModel, path: Path, with_gt: bool) -> _Prepared:
+    try:
+        image = load_image(path)
+        meta = model.metadata
+        x, geo = prepare(image, model.input_hw, model.channels, meta.input_scale, meta.input_offset)
+        gt = gt_path = None
+        if with_gt:
+            gt_path = find_ground_truth(path)
+            if gt_path is not None:
+                try:
+                    gt = load_mask(gt_path)
+                except ImageError:
+                    gt, gt_path = None, None
+                if gt is not None and gt.shape != image.shape[:2]:
+                    gt, gt_path = None, None  # a mismatched mask is no ground truth for this slice
+        return _Prepared(path, x, geo, image, gt, gt_path, None)
+    except ImageError as exc:
+        return _Prepared(path, None, None, None, None, None, exc.reason)
+    except Exception as exc:  # a slice must never stop the batch
+        return _Prepared(path, None, None, None, None, None, f"unexpected error: {exc}")
+
+
+def _prepare_batch(model: LoadedModel, paths: Sequence[Path], with_gt: bool) -> list[_Prepared]:
+    return [_prepare_one(model, p, with_gt) for p in paths]
+
+
+def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def predict_paths(
+    model: LoadedModel,
+    paths: Iterable[str | Path],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    keep_maps: bool = True,
+    with_gt: bool = True,
+    cancel: threading.Event | None = None,
+    progress: ProgressFn | None = None,
+) -> Iterator[SliceResult]:
+    """Predict every path, yielding one :class:`SliceResult` per path in order.
+
+    ``keep_maps=False`` drops the image and probability map after the stats are computed, for
+    large batches. ``cancel`` is checked between batches: a cancelled run raises
+    :class:`Cancelled` after the last complete batch has been yielded.
+    """
+    items = [Path(p) for p in paths]
+    total = len(items)
+    done = 0
+    batches = list(_chunks(items, max(1, int(batch_size))))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unetpp-decode") as pool:
+        pending = pool.submit(_prepare_batch, model, batches[0], with_gt) if batches else None
+        for bi in range(len(batches)):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            assert pending is not None
+            prepared = pending.result()
+            pending = pool.submit(_prepare_batch, model, batches[bi + 1], with_gt) if bi + 1 < len(batches) else None
+            for result in _run_batch(model, prepared, keep_maps):
+                done += 1
+                yield result
+            if progress is not None:
+                progress(done, total)
+
+
+def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -> list[SliceResult]:
+    good = [p for p in prepared if p.error is None]
+    # Group by input size: fixed-size models have one group; any-size models may have several.
+    probs: dict[int, np.ndarray] = {}
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(good):
+        by_shape.setdefault(p.x.shape, []).append(i)  # type: ignore[union-attr]
+    for idxs in by_shape.values():
+        batch = np.stack([good[i].x for i in idxs])  # type: ignore[misc]
+        out = model.predict_batch(batch)
+        for k, i in enumerate(idxs):
+            probs[i] = out[k]
+    results: list[SliceResult] = []
+    gi = 0
+    for p in prepared:
+        if p.error is not None:
+            results.append(SliceResult(p.path, error=p.error))
+            continue
+        prob_q = quantize(restore(probs[gi], p.geo))  # type: ignore[arg-type]
+        gi += 1
+        stats = SliceStats.from_map(prob_q, p.gt)
+        results.append(
+            SliceResult(
+                path=p.path,
+                image=p.image if keep_maps else None,
+                prob_q=prob_q if keep_maps else None,
+                gt=p.gt if keep_maps else None,
+                gt_path=p.gt_path,
+                stats=stats,
+            )
+        )
+    return results
+
+
+def predict_array(model: LoadedModel, image: np.ndarray) -> np.ndarray:
+    """Probability levels (H, W) uint8 for one decoded RGB slice (used by self-tests)."""
+    meta = model.metadata
+    x, geo = prepare(image, model.input_hw, model.channels, meta.input_scale, meta.input_offset)
+    return quantize(restore(model.predict_batch(x[None])[0], geo))

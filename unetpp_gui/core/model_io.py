@@ -1,0 +1,217 @@
+"""Loading segmentation models safely and describing what they expect and produce."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from unetpp_gui.core.errors import ModelError
+from unetpp_gui.core.metadata import ModelMetadata, read_metadata
+
+MODEL_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The architecture JSON of a model file, without building the model."""
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("model_config")
+        except OSError:
+            raise ModelError(f"{path.name} is not an HDF5 model file (it may be corrupt or truncated).") from None
+        if raw is None:
+            raise ModelError(
+                f"{path.name} holds weights only, no architecture; save the model with model.save(), "
+                "not model.save_weights()."
+            )
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8")
+        return json.loads(raw)
+    if suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return json.loads(zf.read("config.json"))
+        except (zipfile.BadZipFile, KeyError, OSError):
+            raise ModelError(f"{path.name} is not a Keras model archive (it may be corrupt).") from None
+    raise ModelError(f"{path.name}: unsupported model format; use a Keras .h5 or .keras file.")
+
+
+def _layers(config: Any) -> Iterator[dict[str, Any]]:
+    """Every layer description in a (possibly nested) model config."""
+    if isinstance(config, dict):
+        if "class_name" in config and isinstance(config.get("config"), dict):
+            yield config
+        for value in config.values():
+            yield from _layers(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _layers(value)
+
+
+def unsafe_layers(config: dict[str, Any]) -> list[str]:
+    """Names of layers that would run code stored in the file (Lambda layers)."""
+    found = []
+    for layer in _layers(config):
+        if layer["class_name"] in ("Lambda", "TFOpLambda", "SlicingOpLambda") or "function" in layer["config"]:
+            name = layer["config"].get("name", "?")
+            found.append(f"{name} ({layer['class_name']})")
+    return found
+
+
+@dataclass
+class LoadedModel:
+    """A Keras model plus what the engine needs to feed it and read it."""
+
+    path: Path
+    keras_model: Any
+    metadata: ModelMetadata
+    input_hw: tuple[int, int] | None  # None: any size (multiples of 16 are used)
+    channels: int
+    output_index: int
+    n_outputs: int
+    output_channels: int
+    apply_activation: str | None  # "sigmoid" / "softmax" when the head outputs logits
+    n_params: int
+    _functions: dict[tuple[int, int], Callable[..., Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name or self.path.stem
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "file": str(self.path),
+            "name": self.name,
+            "input": [None, *(self.input_hw or (None, None)), self.channels],
+            "outputs": self.n_outputs,
+            "output_used": self.output_index,
+            "output_channels": self.output_channels,
+            "parameters": self.n_params,
+            "input_scale": self.metadata.input_scale,
+            "pixel_threshold": self.metadata.pixel_threshold,
+            "decision_threshold": self.metadata.decision_threshold,
+            "metadata_in_file": self.metadata.from_file,
+        }
+
+    def _function(self, hw: tuple[int, int]) -> Callable[..., Any]:
+        fn = self._functions.get(hw)
+        if fn is None:
+            import tensorflow as tf
+
+            model, index, act = self.keras_model, self.output_index, self.apply_activation
+            multi = self.n_outputs > 1
+            channel = 1 if self.output_channels == 2 else 0
+
+            @tf.function(input_signature=[tf.TensorSpec([None, hw[0], hw[1], self.channels], tf.float32)])
+            def run(x):  # one traced graph per input size
+                y = model(x, training=False)
+                if multi:
+                    y = y[index]
+                y = tf.cast(y, tf.float32)
+                if act == "sigmoid":
+                    y = tf.sigmoid(y)
+                elif act == "softmax":
+                    y = tf.nn.softmax(y, axis=-1)
+                return y[..., channel]
+
+            fn = self._functions[hw] = run
+        return fn
+
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (B, h, w) float32 for a preprocessed batch (B, h, w, C) float32."""
+        out = self._function((int(batch.shape[1]), int(batch.shape[2])))(batch)
+        return np.asarray(out)
+
+
+def _head_activation(keras_model: Any, output_index: int) -> str | None:
+    """'sigmoid'/'softmax' to apply if the output layer emits logits, else None."""
+    try:
+        tensor = keras_model.outputs[output_index]
+        layer = tensor._keras_history[0]
+        act = layer.get_config().get("activation")
+    except (AttributeError, IndexError):
+        return None
+    if act in (None, "linear"):
+        channels = keras_model.outputs[output_index].shape[-1]
+        return "softmax" if channels == 2 else "sigmoid"
+    return None
+
+
+def load_model(path: str | Path, trust: bool = False, output_index: int = -1) -> LoadedModel:
+    """Load a segmentation model for inference (never compiles, never trains).
+
+    Refuses files that would run stored code (Lambda layers) unless ``trust`` is set, and
+    anything that is not an image-to-mask network. Every refusal is a :class:`ModelError`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"Model file not found: {path}")
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder; choose a .h5 or .keras model file.")
+    config = _read_config(path)
+    unsafe = unsafe_layers(config)
+    if unsafe and not trust:
+        raise ModelError(
+            f"{path.name} contains layers that run code stored in the file ({', '.join(unsafe[:3])}). "
+            "It was not loaded. Open it only if you trust its source (--trust-model)."
+        )
+
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=not trust)
+    except Exception as exc:  # Keras raises many types; the user needs one sentence.
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path.name} could not be loaded as a Keras model: {msg[:300]}") from None
+
+    inputs = model.inputs
+    if len(inputs) != 1:
+        raise ModelError(f"{path.name} has {len(inputs)} inputs; a segmentation model has one image input.")
+    shape = tuple(inputs[0].shape)
+    if len(shape) != 4 or shape[-1] not in (1, 3):
+        raise ModelError(f"{path.name} expects input {shape}; need (batch, height, width, 1 or 3 channels).")
+    h, w, c = shape[1], shape[2], int(shape[3])
+    input_hw = (int(h), int(w)) if h is not None and w is not None else None
+
+    outputs = model.outputs
+    n_out = len(outputs)
+    idx = output_index if output_index >= 0 else n_out + output_index
+    if not 0 <= idx < n_out:
+        raise ModelError(f"{path.name} has {n_out} outputs; output {output_index} does not exist.")
+    oshape = tuple(outputs[idx].shape)
+    if len(oshape) != 4 or oshape[-1] not in (1, 2):
+        raise ModelError(
+            f"{path.name} output {oshape} is not a segmentation map (need 1 sigmoid or 2 softmax channels)."
+        )
+    return LoadedModel(
+        path=path,
+        keras_model=model,
+        metadata=read_metadata(path),
+        input_hw=input_hw,
+        channels=c,
+        output_index=idx,
+        n_outputs=n_out,
+        output_channels=int(oshape[-1]),
+        apply_activation=_head_activation(model, idx),
+        n_params=int(model.count_params()),
+    )
+
+
+def resolve_model_path(path: str | Path | None) -> Path:
+    """``path`` or the bundled model; a clear error when neither exists."""
+    from unetpp_gui.resources import bundled_model_path
+
+    if path:
+        return Path(path)
+    bundled = bundled_model_path()
+    if not bundled.is_file():
+        raise ModelError("No model given and no bundled model found; pass --model FILE.h5.")
+    return bundled
