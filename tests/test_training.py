@@ -1,0 +1,161 @@
+"""Training module: the paper's node structure, the split, a real tiny run, resume, cancel, evaluation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.data import institution_of, split_patients
+from training.evaluate import Evaluated, calibrate, metrics_at
+from unetpp_gui.core.architecture import extract_grid
+from unetpp_gui.core.postprocess import SliceStats
+
+
+def test_unetpp_has_the_papers_nodes_and_wiring() -> None:
+    from training.models import build_unetpp
+
+    grid = extract_grid(build_unetpp((64, 64, 3), base_filters=4, depth=5))
+    assert sorted(grid.nodes) == [(i, j) for i in range(5) for j in range(5 - i)]  # 15 nodes
+    for (i, j), node in grid.nodes.items():
+        assert node.filters == 4 * 2**i
+        inputs = sorted((s, k) for s, d, k in grid.edges if d == (i, j))
+        if j == 0:
+            assert inputs == ([] if i == 0 else [((i - 1, 0), "down")])
+        else:  # X_i_j = block(concat(X_i_0..X_i_{j-1}, up(X_{i+1}_{j-1})))
+            assert inputs == sorted([((i, k), "skip") for k in range(j)] + [((i + 1, j - 1), "up")])
+    assert [h for h, _ in grid.heads] == ["head_X_0_4"]
+
+
+def test_unet_deep_supervision_and_pruning() -> None:
+    from training.models import build_unet, build_unetpp, prune
+
+    unet = extract_grid(build_unet((64, 64, 3), base_filters=4))
+    assert sorted(unet.nodes) == [(0, 0), (0, 4), (1, 0), (1, 3), (2, 0), (2, 2), (3, 0), (3, 1), (4, 0)]
+    assert sum(k == "skip" for *_, k in unet.edges) == 4
+    ds = build_unetpp((64, 64, 3), base_filters=4, deep_supervision=True)
+    assert [o.name if hasattr(o, "name") else o for o in ds.output_names] == [f"head_X_0_{j}" for j in range(1, 5)]
+    for level in range(1, 5):
+        pruned = extract_grid(prune(ds, level))
+        assert sorted(pruned.nodes) == sorted((i, j) for i in range(5) for j in range(5) if i + j <= level)
+        assert pruned.total_params < extract_grid(ds).total_params or level == 4
+    with pytest.raises(ValueError, match="deep-supervision"):
+        prune(build_unetpp((64, 64, 3), base_filters=4), 2)
+
+
+def test_split_is_by_patient_stratified_and_reproducible() -> None:
+    patients = [f"TCGA_{inst}_{n:04d}_2000" for inst in ("CS", "DU", "FG", "HT") for n in range(10)]
+    train, val = split_patients(patients, 0.2, seed=7)
+    assert not set(train) & set(val) and sorted(train + val) == sorted(patients)
+    assert len(val) == 8
+    assert {institution_of(p) for p in val} == {"CS", "DU", "FG", "HT"}  # every institution held out
+    assert split_patients(patients, 0.2, seed=7) == (train, val)
+    assert split_patients(patients, 0.2, seed=8) != (train, val)
+
+
+def _items() -> list[Evaluated]:
+    """Two patients with crafted maps: every number below is computed by hand."""
+    def item(patient: str, pred_px: int, gt_px: int, overlap: int) -> Evaluated:
+        prob = np.zeros((10, 10), np.uint8)
+        gt = np.zeros((10, 10), bool)
+        flat_p, flat_g = prob.reshape(-1), gt.reshape(-1)
+        flat_g[:gt_px] = True
+        start = gt_px - overlap
+        flat_p[start:start + pred_px] = 230  # 0.9
+        return Evaluated(patient, Path(f"{patient}.png"), SliceStats.from_map(prob, gt))
+    return [
+        item("A", pred_px=10, gt_px=10, overlap=10),  # perfect slice
+        item("A", pred_px=0, gt_px=10, overlap=0),  # missed slice
+        item("A", pred_px=0, gt_px=0, overlap=0),  # true negative
+        item("B", pred_px=20, gt_px=10, overlap=5),  # half right
+        item("B", pred_px=4, gt_px=0, overlap=0),  # false positive
+    ]
+
+
+def test_evaluation_equals_hand_computed_numbers() -> None:
+    m = metrics_at(_items(), pixel_threshold=0.5, decision_threshold=0.05)
+    # patient A: inter 10, pred 10, gt 20 -> 20/30; patient B: inter 5, pred 24, gt 10 -> 10/34
+    assert m["per_patient_dice"]["A"] == pytest.approx(20 / 30)
+    assert m["per_patient_dice"]["B"] == pytest.approx(10 / 34)
+    assert m["patient_dice_mean"] == pytest.approx((20 / 30 + 10 / 34) / 2)
+    # tumour slices: dice 1, 0, 10/30
+    assert m["tumour_slice_dice_mean"] == pytest.approx((1 + 0 + 10 / 30) / 3)
+    # ratios 0.1, 0, 0, 0.2, 0.04 vs labels T, T, F, T, F; decision > 0.05
+    assert (m["slice_tp"], m["slice_fn"], m["slice_tn"], m["slice_fp"]) == (2, 1, 2, 0)
+    assert m["slice_sensitivity"] == pytest.approx(2 / 3) and m["slice_specificity"] == 1.0
+    # AUC: positives (0.1, 0, 0.2) vs negatives (0, 0.04): pairs won 2+2, tie 0.5, lost 1 -> 4.5/6
+    assert m["slice_auc"] == pytest.approx(4.5 / 6)
+    pt, dt = calibrate(_items())
+    assert 0.1 <= pt <= 0.9 and 0.0 <= dt < 0.1
+
+
+@pytest.mark.lgg
+@pytest.mark.slow
+def test_tiny_unetpp_learns_resumes_and_keeps_optimizer_state(lgg: Path, tmp_path: Path) -> None:
+    from training.saving import read_optimizer_state
+    from training.train import TrainConfig, train
+    from unetpp_gui.core.metadata import read_metadata
+    from unetpp_gui.core.model_io import load_model
+
+    out = tmp_path / "m.h5"
+    cfg = TrainConfig(data=[str(lgg)], out=str(out), base_filters=4, depth=3, image_size=64, epochs=4,
+                      batch_size=8, learning_rate=3e-3, loss="bce_dice", max_patients=3, max_slices=48,
+                      augment=False, seed=1, strategy="default")
+    result = train(cfg)
+    loss = result.history["loss"]
+    assert result.status == "done" and len(loss) == 4 and loss[-1] < loss[0]
+    assert not set(result.train_patients) & set(result.val_patients)
+    split = json.loads(out.with_name("m.split.json").read_text())
+    assert split["validation"] == result.val_patients
+    last = out.with_name("m.last.h5")
+    meta = read_metadata(last)
+    assert meta.training["epoch"] == 4 and meta.training["optimizer_step"] == 4 * 6
+    assert meta.architecture["name"] == "unetpp" and meta.versions["tensorflow"]
+    state = read_optimizer_state(last)
+    assert state is not None and int(state[0]) == 24  # iterations first, then Adam moments
+    assert load_model(out).input_hw == (64, 64)  # the best model opens in the engine
+
+    cfg2 = TrainConfig(data=[str(lgg)], out=str(out), epochs=6, batch_size=8, max_patients=3, max_slices=48,
+                       augment=False, seed=1, resume=str(last), strategy="default")
+    result2 = train(cfg2)
+    meta2 = read_metadata(last)
+    assert result2.status == "done" and meta2.training["epoch"] == 6
+    assert meta2.training["optimizer_step"] == 6 * 6  # continued from step 24, not restarted
+    assert len(meta2.training["history"]["loss"]) == 6
+    assert meta2.training["split"]["validation"] == result.val_patients
+
+
+@pytest.mark.lgg
+@pytest.mark.slow
+def test_cli_json_progress_and_cancel_leaves_only_complete_files(lgg: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c.h5"
+    cancel = tmp_path / "cancel"
+    cmd = [sys.executable, "-m", "training", "train", "--data", str(lgg), "--out", str(out), "--base-filters", "4",
+           "--depth", "3", "--image-size", "64", "--epochs", "50", "--batch-size", "4", "--max-patients", "3",
+           "--max-slices", "24", "--progress-json", "--cancel-file", str(cancel), "--strategy", "mirrored"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = []
+    deadline = time.monotonic() + 400
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        ev = json.loads(line)
+        events.append(ev)
+        if ev["event"] == "checkpoint" and ev["kind"] == "best":
+            cancel.touch()  # cancel during epoch 2
+        assert time.monotonic() < deadline
+    rc = proc.wait(timeout=120)
+    kinds = [e["event"] for e in events]
+    assert rc == 130, proc.stderr.read()[-2000:] if proc.stderr else ""
+    assert kinds[0] == "start" and "batch" in kinds and "epoch" in kinds and kinds[-1] == "cancelled"
+    batch = next(e for e in events if e["event"] == "batch")
+    assert {"epoch", "step", "steps", "loss", "elapsed", "eta"} <= set(batch)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".h5") == ["c.h5", "c.last.h5"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    from unetpp_gui.core.metadata import read_metadata
+
+    assert read_metadata(out.with_name("c.last.h5")).training["epoch"] < 50

@@ -1,0 +1,120 @@
+"""Command line for training and evaluation (``unetpp train|evaluate`` and ``python -m training``)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Sequence
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", nargs="+", required=True, help="folder(s) of <name>.png + <name>_mask.png, or images/ + masks/")
+    p.add_argument("--out", required=True, help="best model (.h5); a resumable <out>.last.h5 and <out>.split.json go beside it")
+    p.add_argument("--architecture", choices=("unetpp", "unet"), default="unetpp")
+    p.add_argument("--base-filters", type=int, default=16, help="filters at level 0 (doubling per level); 16 suits CPUs")
+    p.add_argument("--depth", type=int, default=5, help="levels (5 as in the paper)")
+    p.add_argument("--deep-supervision", action="store_true", help="heads on X_0_1..X_0_4 (allows pruned inference)")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--loss", choices=("bce", "bce_dice"), default="bce")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
+    p.add_argument("--patience", type=int, default=0, help="early stopping on validation Dice (0 = off)")
+    p.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 (CPUs with AVX512-BF16/AMX)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of patients held out (stratified by institution)")
+    p.add_argument("--val-patients", nargs="*", help="explicit validation patients (overrides --val-fraction)")
+    p.add_argument("--patient-prefix-fields", type=int, help="patient = first N '_' fields of the file name (flat folders)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--oversample", type=int, default=1, help="show tumour slices N times per epoch")
+    p.add_argument("--empty-fraction", type=float, default=1.0,
+                   help="share of tumour-free training slices drawn each epoch (redrawn per epoch)")
+    p.add_argument("--resume", help="continue a checkpoint (weights, optimizer state, epoch, split)")
+    p.add_argument("--init-from", help="fine-tune: start from this model's weights with a fresh optimizer")
+    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"), default="auto",
+                   help="tf.distribute strategy; auto = MultiWorkerMirrored with TF_CONFIG, Mirrored with >1 GPU")
+    p.add_argument("--max-patients", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--max-slices", type=int, help="use at most N slices per split (quick runs)")
+    p.add_argument("--steps-per-epoch", type=int, help="cap the steps per epoch (quick runs)")
+    p.add_argument("--progress-json", action="store_true", help="one JSON line per batch/epoch on stdout")
+    p.add_argument("--progress-every", type=int, default=1, help="emit a batch line every N steps")
+    p.add_argument("--cancel-file", help="stop cleanly between batches once this file exists")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, configure_threads, print_result, train
+
+    cfg = TrainConfig(
+        data=args.data, out=args.out, architecture=args.architecture, base_filters=args.base_filters,
+        depth=args.depth, deep_supervision=args.deep_supervision, image_size=args.image_size,
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, loss=args.loss,
+        lr_schedule=args.lr_schedule, patience=args.patience, mixed_precision=args.mixed_precision,
+        seed=args.seed, val_fraction=args.val_fraction, val_patients=args.val_patients or None,
+        patient_prefix_fields=args.patient_prefix_fields, augment=not args.no_augment,
+        oversample=args.oversample, empty_fraction=args.empty_fraction, resume=args.resume, init_from=args.init_from, strategy=args.strategy,
+        max_patients=args.max_patients, max_slices=args.max_slices, steps_per_epoch=args.steps_per_epoch,
+        progress_every=args.progress_every, cancel_file=args.cancel_file,
+    )
+    cancel = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        cancel.set()
+        print("\nstopping after the current batch...", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    configure_threads()
+    try:
+        result = train(cfg, json_stream=sys.stdout if args.progress_json else None, cancel=cancel,
+                       verbose=0 if args.progress_json else (1 if sys.stderr.isatty() else 2))
+    except (ValueError, OSError) as exc:
+        print(f"unetpp train: error: {exc}", file=sys.stderr)
+        if args.progress_json:
+            import json
+
+            print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
+        return 2
+    print_result(result)
+    return 130 if result.status == "cancelled" else 0
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model file (default: the bundled model)")
+    p.add_argument("--data", nargs="+", required=True, help="folder(s) with slices and masks")
+    p.add_argument("--patients", nargs="*", help="only these patients (default: the model's validation split if stored, else all)")
+    p.add_argument("--all-patients", action="store_true", help="ignore the stored split; evaluate every patient")
+    p.add_argument("--patient-prefix-fields", type=int)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--pixel-threshold", type=float, help="override the model's pixel threshold")
+    p.add_argument("--decision-threshold", type=float, help="override the model's area-ratio threshold")
+    p.add_argument("--calibrate", action="store_true", help="pick both thresholds on these patients and store them in the model")
+    p.add_argument("--report", help="write the report (.md or .json)")
+    p.add_argument("--trust-model", action="store_true")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_cli
+
+    return evaluate_cli(args)
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ start-up chatter and Keras' HDF5 notice off the user's terminal."""
+    import logging
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(prog="python -m training", description="Train or evaluate a UNet++ model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_arguments(sub.add_parser("train", help="train a model"))
+    add_evaluate_arguments(sub.add_parser("evaluate", help="evaluate (and calibrate) a model"))
+    args = parser.parse_args(argv)
+    return run_train(args) if args.command == "train" else run_evaluate(args)

@@ -1,0 +1,222 @@
+"""Image/mask pairs from disk, a patient-aware split, and the tf.data pipeline.
+
+Slices are decoded with the engine's own loader (:mod:`unetpp_gui.core.image_io`) and resized
+the way inference resizes them, so training and the viewer see identical inputs. Decoded arrays
+are cached in memory once (uint8, ~260 KB per 256x256 slice with its mask).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from unetpp_gui.core.discovery import discover, find_ground_truth, patient_of
+from unetpp_gui.core.errors import ImageError
+from unetpp_gui.core.image_io import load_image, load_mask
+
+
+@dataclass(frozen=True)
+class Pair:
+    image: Path
+    mask: Path
+    patient: str
+
+
+@dataclass
+class PairScan:
+    """What a data folder holds: usable pairs and the problems found."""
+
+    pairs: list[Pair] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def patients(self) -> list[str]:
+        return sorted({p.patient for p in self.pairs})
+
+
+def find_pairs(data: Sequence[str | Path], prefix_fields: int | None = None) -> PairScan:
+    """Every slice with a mask under ``data``; slices without one are reported, not used."""
+    found = discover(list(data))
+    scan = PairScan(problems=[f"{p}: {why}" for p, why in found.problems])
+    for img in found.slices:
+        mask = find_ground_truth(img)
+        if mask is None:
+            scan.problems.append(f"{img}: no mask found (expected {img.stem}_mask{img.suffix})")
+            continue
+        scan.pairs.append(Pair(img, mask, patient_of(img, prefix_fields)))
+    return scan
+
+
+def institution_of(patient: str) -> str:
+    """Second ``_`` field of a TCGA case name (``TCGA_CS_4941_...`` -> ``CS``), else ''."""
+    parts = patient.split("_")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def split_patients(
+    patients: Sequence[str], val_fraction: float, seed: int, min_val: int = 1
+) -> tuple[list[str], list[str]]:
+    """Train/validation patients, stratified by institution; no patient is in both."""
+    rng = random.Random(seed)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for p in sorted(set(patients)):
+        groups[institution_of(p)].append(p)
+    val: list[str] = []
+    carry = 0.0
+    for key in sorted(groups):
+        members = groups[key][:]
+        rng.shuffle(members)
+        want = len(members) * val_fraction + carry
+        take = int(round(want))
+        carry = want - take
+        val.extend(members[:take])
+    all_patients = sorted(set(patients))
+    if len(val) < min_val and len(all_patients) > 1:
+        rest = [p for p in all_patients if p not in val]
+        rng.shuffle(rest)
+        val.extend(rest[: min_val - len(val)])
+    val_set = set(val)
+    return [p for p in all_patients if p not in val_set], sorted(val_set)
+
+
+def write_split(path: Path, train: Sequence[str], val: Sequence[str], seed: int, val_fraction: float) -> None:
+    from unetpp_gui.core.image_io import atomic_write_bytes
+
+    doc = {"seed": seed, "val_fraction": val_fraction, "train": list(train), "validation": list(val)}
+    atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+
+
+@dataclass
+class ArraySet:
+    """Decoded slices at model size: images (N, H, W, C) uint8, masks (N, H, W, 1) uint8 0/1."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    patients: list[str]
+
+    def __len__(self) -> int:
+        return len(self.patients)
+
+    @property
+    def tumour(self) -> np.ndarray:
+        return self.masks.reshape(len(self), -1).max(axis=1) > 0
+
+
+def _load_pair(pair: Pair, hw: tuple[int, int], channels: int) -> tuple[np.ndarray, np.ndarray]:
+    from unetpp_gui.core.preprocess import to_channels
+
+    img = load_image(pair.image)
+    mask = load_mask(pair.mask)
+    if mask.shape != img.shape[:2]:
+        raise ImageError(pair.mask, f"mask size {mask.shape[::-1]} differs from image {img.shape[1::-1]}")
+    if img.shape[:2] != hw:
+        img = np.asarray(Image.fromarray(img).resize((hw[1], hw[0]), Image.BILINEAR))
+        m = Image.fromarray(mask.astype(np.uint8) * 255).resize((hw[1], hw[0]), Image.BILINEAR)
+        mask = np.asarray(m) > 127
+    return to_channels(img, channels), mask.astype(np.uint8)[:, :, None]
+
+
+def load_arrays(pairs: Sequence[Pair], hw: tuple[int, int], channels: int = 3, workers: int = 4) -> ArraySet:
+    """Decode every pair once (threads: Pillow releases the GIL while decoding)."""
+    with ThreadPoolExecutor(workers) as pool:
+        loaded = list(pool.map(lambda p: _load_pair(p, hw, channels), pairs))
+    if not loaded:
+        return ArraySet(np.zeros((0, *hw, channels), np.uint8), np.zeros((0, *hw, 1), np.uint8), [])
+    return ArraySet(
+        np.stack([a for a, _ in loaded]), np.stack([m for _, m in loaded]), [p.patient for p in pairs]
+    )
+
+
+def epoch_size(arrays: ArraySet, oversample: int, empty_fraction: float = 1.0) -> int:
+    n_tumour = int(arrays.tumour.sum())
+    n_empty = int(round((len(arrays) - n_tumour) * empty_fraction)) if empty_fraction < 1.0 else len(arrays) - n_tumour
+    return n_tumour * max(1, oversample) + n_empty
+
+
+def epoch_indices(
+    arrays: ArraySet, oversample: int, rng: np.random.Generator, empty_fraction: float = 1.0
+) -> np.ndarray:
+    """One epoch's order: tumour slices ``oversample`` times, a random ``empty_fraction`` of
+    the tumour-free slices (redrawn every epoch), shuffled."""
+    tumour = arrays.tumour
+    idx = np.flatnonzero(tumour)
+    empty = np.flatnonzero(~tumour)
+    if empty_fraction < 1.0:
+        empty = rng.choice(empty, int(round(len(empty) * empty_fraction)), replace=False)
+    idx = np.sort(np.concatenate([idx, empty]))
+    if oversample > 1:
+        idx = np.concatenate([idx, *([np.flatnonzero(arrays.tumour)] * (oversample - 1))])
+    return rng.permutation(idx)
+
+
+def make_dataset(
+    arrays: ArraySet,
+    batch_size: int,
+    n_outputs: int = 1,
+    training: bool = True,
+    augment: bool = True,
+    oversample: int = 1,
+    seed: int = 0,
+    empty_fraction: float = 1.0,
+) -> Any:
+    """A ``tf.data`` pipeline of (image float [0,1], mask float {0,1}) batches.
+
+    Training data is reshuffled every epoch and augmented identically for image and mask
+    (flip, small rotation and zoom) with intensity jitter on the image only.
+    """
+    import tensorflow as tf
+
+    h, w, c = arrays.images.shape[1:]
+    rng = np.random.default_rng(seed)
+
+    def gen() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        order = epoch_indices(arrays, oversample, rng, empty_fraction) if training else np.arange(len(arrays))
+        for i in order:
+            yield arrays.images[i], arrays.masks[i]
+
+    sig = (tf.TensorSpec((h, w, c), tf.uint8), tf.TensorSpec((h, w, 1), tf.uint8))
+    ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
+
+    def to_float(x: Any, y: Any) -> tuple[Any, Any]:
+        return tf.cast(x, tf.float32) / 255.0, tf.cast(y, tf.float32)
+
+    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=False)
+    if training and augment:
+        ds = ds.map(_augmenter(c, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    if n_outputs > 1:
+        ds = ds.map(lambda x, y: (x, tuple([y] * n_outputs)))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _augmenter(channels: int, seed: int) -> Any:
+    import tensorflow as tf
+    from keras import layers
+
+    geometric = [
+        layers.RandomFlip("horizontal", seed=seed, dtype="float32"),
+        layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1, dtype="float32"),  # about +/- 15 degrees
+        layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2, dtype="float32"),
+    ]
+    gen = tf.random.Generator.from_seed(seed + 3)
+
+    def apply(x: Any, y: Any) -> tuple[Any, Any]:
+        both = tf.concat([x, y], axis=-1)
+        for layer in geometric:
+            both = layer(both, training=True)
+        x, y = both[..., :channels], both[..., channels:]
+        n = tf.shape(x)[0]
+        gain = gen.uniform((n, 1, 1, 1), 0.9, 1.1)
+        bias = gen.uniform((n, 1, 1, 1), -0.05, 0.05)
+        x = tf.clip_by_value(x * gain + bias, 0.0, 1.0)
+        return x, tf.cast(y > 0.5, tf.float32)
+
+    return apply

@@ -1,0 +1,102 @@
+"""Atomic model saves carrying metadata and optimizer state, and resuming from them.
+
+File layout (.h5): Keras' own architecture + weights, plus the root attribute
+``unetpp_metadata`` (JSON, see :mod:`unetpp_gui.core.metadata`) and, for resumable checkpoints,
+a group ``unetpp_optimizer`` holding every optimizer variable in order (step count first).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetpp_gui.core.metadata import ModelMetadata, write_metadata
+
+OPT_GROUP = "unetpp_optimizer"
+
+
+def _float32_copy(model: Any, architecture: dict[str, Any]) -> Any:
+    """A float32 twin of a mixed-precision model, so the saved file runs in plain fp32."""
+    import keras
+
+    from training.models import build
+
+    policy = keras.config.dtype_policy()
+    if all(getattr(l.dtype_policy, "name", "float32") == "float32" for l in model.layers):
+        return model
+    keras.config.set_dtype_policy("float32")
+    try:
+        twin = build(architecture)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def save_model(
+    model: Any,
+    path: str | Path,
+    meta: ModelMetadata,
+    optimizer: Any = None,
+) -> Path:
+    """Write ``model`` to ``path`` atomically (temp file + rename); never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".h5", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        export = _float32_copy(model, meta.architecture) if meta.architecture else model
+        export.save(tmp, include_optimizer=False)
+        if optimizer is not None:
+            _write_optimizer(tmp, optimizer)
+        write_metadata(tmp, meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_optimizer(path: Path, optimizer: Any) -> None:
+    import h5py
+
+    with h5py.File(path, "a") as f:
+        g = f.create_group(OPT_GROUP)
+        g.attrs["class"] = type(optimizer).__name__
+        for i, var in enumerate(optimizer.variables):
+            ds = g.create_dataset(f"{i:05d}", data=np.asarray(var))
+            ds.attrs["name"] = getattr(var, "path", getattr(var, "name", str(i)))
+
+
+def read_optimizer_state(path: str | Path) -> list[np.ndarray] | None:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if OPT_GROUP not in f:
+            return None
+        g = f[OPT_GROUP]
+        return [np.asarray(g[k]) for k in sorted(g.keys())]
+
+
+def restore_optimizer(optimizer: Any, model: Any, values: list[np.ndarray]) -> None:
+    """Load saved optimizer variables (Adam moments and step) into a fresh optimizer."""
+    optimizer.build(model.trainable_variables)
+    variables = optimizer.variables
+    if len(variables) != len(values):
+        raise ValueError(f"optimizer state has {len(values)} variables, the optimizer {len(variables)}")
+    for var, value in zip(variables, values):
+        if tuple(var.shape) != tuple(value.shape):
+            raise ValueError(f"optimizer variable {var.path}: shape {value.shape} != {tuple(var.shape)}")
+        var.assign(value.astype(var.dtype))
+
+
+def optimizer_step(optimizer: Any) -> int:
+    return int(np.asarray(optimizer.iterations))
