@@ -1,0 +1,168 @@
+"""The desktop viewer under pytest-qt (offscreen): real widgets, real models, real files."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from unetpp_gui.core.discovery import discover
+from unetpp_gui.core.image_io import load_image
+from unetpp_gui.core.inference import predict_array
+from unetpp_gui.core.postprocess import SliceStats
+from unetpp_gui.ui.main_window import MainWindow
+
+WAIT = 120_000
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, tiny_model_path: Path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    win = MainWindow(settings=settings, batch_size=4)
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(tiny_model_path)
+    yield win
+    win.cancel_predictions()
+    qtbot.waitUntil(lambda: not win.busy(), timeout=WAIT)
+
+
+def _open_and_wait(qtbot, win: MainWindow, paths: list) -> None:
+    with qtbot.waitSignal(win.predictions_finished, timeout=WAIT):
+        win.open_paths(paths)
+
+
+@pytest.mark.lgg
+def test_real_slice_panels_labels_and_live_thresholds(qtbot, window: MainWindow, lgg: Path,
+                                                        lgg_tumour_and_clear) -> None:
+    tumour, _ = lgg_tumour_and_clear
+    path = tumour[0]
+    _open_and_wait(qtbot, window, [path])
+    assert window.current == path
+    p = window.panels
+    assert p.image.shape == (256, 256, 3) and p.mask.shape == (256, 256) and p.overlay.shape == (256, 256, 4)
+    assert p.image_item.image is not None and p.overlay_item.image.shape == (256, 256, 4)
+    # labels match the engine run directly on the same file
+    expected = predict_array(window.model, load_image(path))
+    assert np.abs(p.prob_q.astype(int) - expected.astype(int)).max() <= 1
+    gt = load_image(path.with_name(f"{path.stem}_mask.png")).max(axis=2) > 127
+    for t_pix, t_dec in ((0.5, 0.01), (0.2, 0.0), (0.9, 0.5)):
+        calls = window.predicted_count
+        window.controls.set_thresholds(t_pix, t_dec)
+        d = SliceStats.from_map(p.prob_q, gt).derive(t_pix, t_dec)
+        assert window.results.ratio.text() == f"{d.area_ratio * 100:.3f} %"
+        assert window.results.badge.text() == ("TUMOUR" if d.tumour else "NO TUMOUR")
+        assert window.results.dice.text() == f"{d.dice:.3f}"
+        assert int(p.mask.sum()) == d.mask_pixels
+        assert window.predicted_count == calls  # no model call for a threshold change
+    window.controls.heatmap.setChecked(True)
+    assert window.panels.titles[1].text == "Probability"
+    window.controls.mode.setCurrentText("contour")
+    window.reset_thresholds()
+    assert window.controls.pixel_threshold == 0.4  # the tiny model's stored default
+
+
+@pytest.mark.lgg
+def test_drop_a_folder_then_navigate(qtbot, window: MainWindow, lgg: Path, tmp_path: Path) -> None:
+    case = sorted(lgg.glob("TCGA_*"))[1]
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(case))])
+    # a real drag: enter (Qt records the target), then drop
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    assert QApplication.sendEvent(window, enter) and enter.isAccepted()
+    drop = QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    with qtbot.waitSignal(window.predictions_finished, timeout=WAIT):
+        assert QApplication.sendEvent(window, drop)
+    n = len(discover([case]).slices)
+    assert window.slice_list.count() == n and len(window.store.compact) == n
+    assert {window.marker(r) for r in range(n)} <= {"tumour", "clear"}
+    calls = window.predicted_count
+    window.slice_list.setFocus()
+    window.slice_list.setCurrentRow(0)
+    qtbot.keyClick(window.slice_list, Qt.Key_Down)
+    assert window.current == window.store.paths[1]
+    window.step(1)
+    assert window.current == window.store.paths[2]
+    window.step(-1)
+    assert window.current == window.store.paths[1]
+    assert window.predicted_count == calls  # going back is served from the cache
+    out = window.export_current(tmp_path / "export")
+    assert out is not None and all(p.is_file() for p in out)
+    window.copy_results()
+    assert "Tumour area ratio" in QApplication.clipboard().text()
+
+
+def test_bad_file_is_reported_and_next_slice_works(qtbot, window: MainWindow, phantom_folder: Path) -> None:
+    messages: list[str] = []
+    window.message.connect(messages.append)
+    _open_and_wait(qtbot, window, [phantom_folder])
+    assert window.slice_list.count() == 5
+    assert window.marker(2) == "error"
+    window.slice_list.setCurrentRow(2)
+    assert window.results.badge.text() == "ERROR"
+    assert any("p_3.png" in m and "not a readable image" in m for m in messages)
+    window.slice_list.setCurrentRow(3)
+    assert window.results.badge.text() in ("TUMOUR", "NO TUMOUR")
+    assert window.panels.mask.shape == (64, 64)
+
+
+def test_broken_model_keeps_the_old_one(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    old = window.model
+    bad = tmp_path / "broken.h5"
+    bad.write_bytes(b"garbage")
+    with qtbot.waitSignal(window.model_failed, timeout=WAIT) as blocker:
+        window.load_model(bad)
+    assert "broken.h5" in blocker.args[0]
+    assert window.model is old
+    assert "stays active" in window.status.text()
+
+
+def test_responsiveness_heartbeat_during_50_slices(qtbot, window: MainWindow, tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from unetpp_gui.core.phantom import phantom
+
+    for i in range(50):
+        Image.fromarray(phantom(64, seed=i)[0]).save(tmp_path / f"h_{i}.png")
+    stalls: list[float] = []
+    last = [time.perf_counter()]
+
+    def beat() -> None:
+        now = time.perf_counter()
+        stalls.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(beat)
+    timer.start()
+    _open_and_wait(qtbot, window, [tmp_path])
+    timer.stop()
+    assert len(window.store.compact) == 50
+    worst = max(stalls) * 1000
+    with capsys.disabled():
+        print(f"\n[responsiveness] 50 slices: {len(stalls)} heartbeats, longest event-loop stall {worst:.0f} ms")
+    assert worst < 2000  # sanity bound only; the measured figure is reported (target in benchmarks)
+
+
+def test_settings_are_remembered(qtbot, tmp_path: Path, tiny_model_path: Path) -> None:
+    from PySide6.QtGui import QColor
+
+    ini = str(tmp_path / "s.ini")
+    win = MainWindow(settings=QSettings(ini, QSettings.IniFormat))
+    qtbot.addWidget(win)
+    win.controls.set_color(QColor("#00ff00"))
+    win.controls.opacity.setValue(70)
+    win.settings.setValue("last_folder", str(tmp_path))
+    win.save_settings()
+    win2 = MainWindow(settings=QSettings(ini, QSettings.IniFormat))
+    qtbot.addWidget(win2)
+    assert win2.controls.color.name() == "#00ff00" and win2.controls.opacity.value() == 70
+    assert win2._last_dir() == str(tmp_path)

@@ -1,0 +1,96 @@
+"""The review session's state, free of Qt: slices, compact results, a bounded map cache.
+
+Memory policy: every slice keeps only its :class:`SliceStats` (~4 KB: two 256-bin histograms)
+and its error, from which every threshold-dependent number is re-derived. Full arrays (image,
+probability levels, ground truth: ~260 KB per 256x256 slice) are kept for the ``capacity`` most
+recently used slices only; an evicted slice is predicted again when it is shown.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from unetpp_gui.core.discovery import patient_of
+from unetpp_gui.core.inference import SliceResult
+from unetpp_gui.core.postprocess import Derived
+
+DEFAULT_CAPACITY = 64
+
+
+@dataclass
+class Thresholds:
+    pixel: float
+    decision: float
+
+
+class SliceStore:
+    """Ordered slices and what is known about each."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self.paths: list[Path] = []
+        self._index: dict[Path, int] = {}
+        self.compact: dict[Path, SliceResult] = {}  # stats + error only
+        self._maps: OrderedDict[Path, SliceResult] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def add_paths(self, paths: list[Path]) -> list[Path]:
+        """Append new paths (duplicates ignored); returns the ones added."""
+        added = []
+        for p in paths:
+            if p not in self._index:
+                self._index[p] = len(self.paths)
+                self.paths.append(p)
+                added.append(p)
+        return added
+
+    def clear(self) -> None:
+        self.paths.clear()
+        self._index.clear()
+        self.compact.clear()
+        self._maps.clear()
+
+    def index(self, path: Path) -> int:
+        return self._index[path]
+
+    def put(self, result: SliceResult) -> None:
+        """Record a result: stats always, arrays in the bounded cache."""
+        self.compact[result.path] = SliceResult(result.path, gt_path=result.gt_path, stats=result.stats,
+                                                error=result.error)
+        if result.ok and result.prob_q is not None:
+            self._maps[result.path] = result
+            self._maps.move_to_end(result.path)
+            while len(self._maps) > self.capacity:
+                self._maps.popitem(last=False)
+
+    def full(self, path: Path) -> SliceResult | None:
+        """The cached arrays for ``path`` (marks it recently used), or None."""
+        res = self._maps.get(path)
+        if res is not None:
+            self._maps.move_to_end(path)
+        return res
+
+    def cached_maps(self) -> int:
+        return len(self._maps)
+
+    def pending(self) -> list[Path]:
+        """Slices not yet predicted."""
+        return [p for p in self.paths if p not in self.compact]
+
+    def derived(self, path: Path, t: Thresholds) -> Derived | None:
+        res = self.compact.get(path)
+        if res is None or res.stats is None:
+            return None
+        return res.stats.derive(t.pixel, t.decision)
+
+    def patient(self, path: Path) -> str:
+        return patient_of(path)
+
+    def clear_results(self) -> None:
+        """Forget predictions (after a model change); the slice list stays."""
+        self.compact.clear()
+        self._maps.clear()

@@ -1,0 +1,1 @@
+"""Qt widgets. Nothing outside this package imports it."""

@@ -1,0 +1,99 @@
+"""``unetpp-gui``: start the desktop app (window first, TensorFlow in the background)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from unetpp_gui import RESEARCH_NOTICE, __version__
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="unetpp-gui", description=f"UNet++ Viewer. {RESEARCH_NOTICE}")
+    p.add_argument("paths", nargs="*", help="slices and/or folders to open")
+    p.add_argument("--model", help="model file (default: the bundled model)")
+    p.add_argument("--trust-model", action="store_true", help="allow models with code (Lambda layers)")
+    p.add_argument("--snapshot", metavar="OUT.png", help="save a screenshot once the paths are predicted, then exit")
+    p.add_argument("--snapshot-timeout", type=float, default=600.0, help=argparse.SUPPRESS)
+    p.add_argument("--select", type=int, default=0, help="row of the slice to show first (with --snapshot)")
+    p.add_argument("--selftest", nargs="?", const="", metavar="PNG",
+                   help="load the model, predict a synthetic slice (and PNG if given), print timings, exit")
+    p.add_argument("--version", action="version", version=f"UNet++ Viewer {__version__}")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    t0 = time.monotonic()
+    args = parse_args(argv)
+    if args.selftest is not None:
+        from unetpp_gui.selftest import run_selftest
+
+        return run_selftest(args.model, args.selftest or None)
+    if os.environ.get("UNETPP_TRAINING_CHILD"):  # frozen app re-entered as the training process
+        from training.cli import main as training_main
+
+        return training_main(sys.argv[2:])
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("UNet++ Viewer")
+    app.setOrganizationName("UNetPPViewer")
+    from unetpp_gui.ui.main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    shown = time.monotonic() - t0
+    window.status.setText(f"Window ready in {shown:.2f} s; loading the model in the background…")
+
+    def start() -> None:
+        from unetpp_gui.core.errors import ModelError
+        from unetpp_gui.core.model_io import resolve_model_path
+
+        try:
+            window.load_model(resolve_model_path(args.model), trust=args.trust_model)
+        except ModelError as exc:
+            window._on_model_error(exc)
+        if args.paths:
+            window.open_paths(args.paths)
+
+    if args.snapshot:
+        _arm_snapshot(app, window, Path(args.snapshot), args.select, args.snapshot_timeout, bool(args.paths))
+    QTimer.singleShot(0, start)
+    return app.exec()
+
+
+def _arm_snapshot(app, window, out: Path, select: int, timeout: float, has_paths: bool) -> None:
+    """Save a screenshot once everything is predicted and the chosen slice is on screen."""
+    from PySide6.QtCore import QTimer
+
+    def shoot() -> None:
+        if select and window.slice_list.count() > select:
+            window.slice_list.setCurrentRow(select)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ok = window.grab().save(str(out))
+        print(f"snapshot {'saved to ' + str(out) if ok else 'FAILED'}", file=sys.stderr)
+        window.close()
+        app.exit(0 if ok else 1)
+
+    if has_paths:
+        window.predictions_finished.connect(lambda: QTimer.singleShot(300, shoot))
+    else:
+        window.model_changed.connect(lambda _m: QTimer.singleShot(300, shoot))
+    window.model_failed.connect(lambda msg: (print(f"snapshot: model failed: {msg}", file=sys.stderr), app.exit(2)))
+
+    def too_slow() -> None:
+        print(f"snapshot: nothing to show after {timeout:.0f} s", file=sys.stderr)
+        app.exit(3)
+
+    QTimer.singleShot(int(timeout * 1000), too_slow)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Results panel and threshold / display controls."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QCheckBox, QColorDialog, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+    QPushButton, QSlider, QVBoxLayout, QWidget,
+)
+
+from unetpp_gui import RESEARCH_NOTICE
+from unetpp_gui.core.overlay import DEFAULT_COLOR
+from unetpp_gui.core.postprocess import Derived
+
+BADGE_STYLE = "QLabel {{ background: {bg}; color: white; font-size: 20pt; font-weight: bold; padding: 10px; border-radius: 6px; }}"
+
+
+class ResultsPanel(QGroupBox):
+    """Decision badge and the numbers behind it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Result", parent)
+        self.badge = QLabel("—")
+        self.badge.setAlignment(Qt.AlignCenter)
+        self.badge.setStyleSheet(BADGE_STYLE.format(bg="#5f6368"))
+        self.ratio = QLabel("—")
+        self.pixels = QLabel("—")
+        self.max_prob = QLabel("—")
+        self.dice = QLabel("—")
+        self.iou = QLabel("—")
+        self.model = QLabel("—")
+        self.model.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Tumour area ratio", self.ratio)
+        form.addRow("Mask pixels", self.pixels)
+        form.addRow("Max probability", self.max_prob)
+        form.addRow("Dice vs ground truth", self.dice)
+        form.addRow("IoU vs ground truth", self.iou)
+        form.addRow("Model", self.model)
+        notice = QLabel(RESEARCH_NOTICE)
+        notice.setWordWrap(True)
+        notice.setStyleSheet("color: #b06000; font-style: italic;")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.badge)
+        layout.addLayout(form)
+        layout.addWidget(notice)
+
+    def show_derived(self, d: Derived | None, error: str | None = None) -> None:
+        if error:
+            self.badge.setText("ERROR")
+            self.badge.setStyleSheet(BADGE_STYLE.format(bg="#8d6e63"))
+            self.badge.setToolTip(error)
+            for label in (self.ratio, self.pixels, self.max_prob, self.dice, self.iou):
+                label.setText("—")
+            return
+        if d is None:
+            self.badge.setText("…")
+            self.badge.setStyleSheet(BADGE_STYLE.format(bg="#5f6368"))
+            return
+        self.badge.setToolTip("")
+        self.badge.setText("TUMOUR" if d.tumour else "NO TUMOUR")
+        self.badge.setStyleSheet(BADGE_STYLE.format(bg="#c5221f" if d.tumour else "#188038"))
+        self.ratio.setText(f"{d.area_ratio * 100:.3f} %")
+        self.pixels.setText(f"{d.mask_pixels:,}")
+        self.max_prob.setText(f"{d.max_prob:.3f}")
+        self.dice.setText("no ground truth" if d.dice is None else f"{d.dice:.3f}")
+        self.iou.setText("no ground truth" if d.iou is None else f"{d.iou:.3f}")
+
+    def text(self) -> str:
+        """Plain-text copy of what the panel shows (for the clipboard)."""
+        return (f"Decision: {self.badge.text()}\nTumour area ratio: {self.ratio.text()}\n"
+                f"Mask pixels: {self.pixels.text()}\nMax probability: {self.max_prob.text()}\n"
+                f"Dice: {self.dice.text()}\nIoU: {self.iou.text()}\nModel: {self.model.text()}\n{RESEARCH_NOTICE}")
+
+
+class Controls(QGroupBox):
+    """Thresholds and display options; ``changed`` fires on every edit (no model call needed)."""
+
+    changed = Signal()
+    reset_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Thresholds and display", parent)
+        self.pixel_slider = QSlider(Qt.Horizontal)
+        self.pixel_slider.setRange(1, 99)
+        self.pixel_spin = QDoubleSpinBox()
+        self.pixel_spin.setRange(0.01, 0.99)
+        self.pixel_spin.setSingleStep(0.01)
+        self.pixel_spin.setDecimals(2)
+        self.pixel_spin.setToolTip("A pixel is tumour when its probability exceeds this.")
+        self.decision_spin = QDoubleSpinBox()
+        self.decision_spin.setRange(0.0, 100.0)
+        self.decision_spin.setDecimals(3)
+        self.decision_spin.setSingleStep(0.01)
+        self.decision_spin.setSuffix(" %")
+        self.decision_spin.setToolTip("A slice is called TUMOUR when the mask covers more than this share of it.")
+        self.opacity = QSlider(Qt.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(45)
+        self.mode = QComboBox()
+        self.mode.addItems(["fill", "contour"])
+        self.color_button = QPushButton()
+        self.heatmap = QCheckBox("Probability heat map in the mask panel")
+        self.show_gt = QCheckBox("Show ground-truth contour (green)")
+        self.show_gt.setChecked(True)
+        reset = QPushButton("Reset to the model's calibrated thresholds")
+        self.color = QColor(*DEFAULT_COLOR)
+        self._update_color_button()
+
+        pixel_row = QHBoxLayout()
+        pixel_row.addWidget(self.pixel_slider)
+        pixel_row.addWidget(self.pixel_spin)
+        form = QFormLayout()
+        form.addRow("Pixel threshold", pixel_row)
+        form.addRow("Decision threshold", self.decision_spin)
+        form.addRow("Overlay opacity", self.opacity)
+        form.addRow("Overlay style", self.mode)
+        form.addRow("Overlay colour", self.color_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.heatmap)
+        layout.addWidget(self.show_gt)
+        layout.addWidget(reset)
+
+        self.pixel_slider.valueChanged.connect(lambda v: self.pixel_spin.setValue(v / 100))
+        self.pixel_spin.valueChanged.connect(self._pixel_changed)
+        self.decision_spin.valueChanged.connect(lambda _: self.changed.emit())
+        self.opacity.valueChanged.connect(lambda _: self.changed.emit())
+        self.mode.currentIndexChanged.connect(lambda _: self.changed.emit())
+        self.heatmap.toggled.connect(lambda _: self.changed.emit())
+        self.show_gt.toggled.connect(lambda _: self.changed.emit())
+        self.color_button.clicked.connect(self._pick_color)
+        reset.clicked.connect(self.reset_requested.emit)
+
+    def _pixel_changed(self, value: float) -> None:
+        self.pixel_slider.blockSignals(True)
+        self.pixel_slider.setValue(round(value * 100))
+        self.pixel_slider.blockSignals(False)
+        self.changed.emit()
+
+    def _pick_color(self) -> None:
+        color = QColorDialog.getColor(self.color, self, "Overlay colour")
+        if color.isValid():
+            self.set_color(color)
+
+    def set_color(self, color: QColor) -> None:
+        self.color = color
+        self._update_color_button()
+        self.changed.emit()
+
+    def _update_color_button(self) -> None:
+        self.color_button.setStyleSheet(f"background: {self.color.name()}; min-height: 18px;")
+        self.color_button.setText(self.color.name())
+
+    @property
+    def pixel_threshold(self) -> float:
+        return round(self.pixel_spin.value(), 2)
+
+    @property
+    def decision_threshold(self) -> float:
+        return self.decision_spin.value() / 100.0
+
+    def set_thresholds(self, pixel: float, decision: float) -> None:
+        self.blockSignals(True)
+        self.pixel_spin.setValue(pixel)
+        self.decision_spin.setValue(decision * 100.0)
+        self.blockSignals(False)
+        self.changed.emit()
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        return (self.color.red(), self.color.green(), self.color.blue())

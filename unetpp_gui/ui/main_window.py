@@ -1,0 +1,450 @@
+"""The main window: slice list, image/mask/overlay panels, results and controls.
+
+The window renders state and dispatches work; models load and slices are predicted on worker
+threads (:mod:`unetpp_gui.workers`); the GUI thread only thresholds cached maps (cheap NumPy).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QColor, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox,
+    QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget,
+)
+
+from unetpp_gui import RESEARCH_NOTICE, __version__
+from unetpp_gui.core.discovery import Discovery
+from unetpp_gui.core.image_io import save_png
+from unetpp_gui.core.inference import SliceResult
+from unetpp_gui.core.overlay import render_overlay
+from unetpp_gui.core.postprocess import binarize
+from unetpp_gui.core.store import SliceStore, Thresholds
+from unetpp_gui.ui.controls import Controls, ResultsPanel
+from unetpp_gui.ui.panels import ImagePanels
+from unetpp_gui import workers
+
+MARKERS = {"tumour": ("●", "#c5221f"), "clear": ("●", "#188038"), "error": ("⚠", "#8d6e63"), "pending": ("○", "#9aa0a6")}
+
+
+class MainWindow(QMainWindow):
+    model_changed = Signal(object)  # LoadedModel
+    model_failed = Signal(str)
+    slice_shown = Signal(object)  # Path of the slice now on screen with its prediction
+    predictions_finished = Signal()
+    message = Signal(str)  # every non-blocking message shown to the user
+
+    def __init__(self, settings: QSettings | None = None, batch_size: int = 8) -> None:
+        super().__init__()
+        self.setWindowTitle("UNet++ Viewer — research use only")
+        self.settings = settings or QSettings("UNetPPViewer", "UNetPP Viewer")
+        self.batch_size = batch_size
+        self.store = SliceStore()
+        self.model: Any = None
+        self.current: Path | None = None
+        self.predicted_count = 0  # slices run through the model in this window
+        self._job: Any = None
+        self._job_total = 0
+        self._job_done = 0
+        self._loading_model: Any = None
+        self._jobs_alive: list[Any] = []  # keep workers referenced until they finish
+
+        self.slice_list = QListWidget()
+        self.slice_list.setMinimumWidth(220)
+        self.panels = ImagePanels()
+        self.results = ResultsPanel()
+        self.controls = Controls()
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.addWidget(self.results)
+        right_layout.addWidget(self.controls)
+        right_layout.addStretch(1)
+        right.setMaximumWidth(380)
+        splitter = QSplitter()
+        splitter.addWidget(self.slice_list)
+        splitter.addWidget(self.panels)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        self.setCentralWidget(splitter)
+
+        self.status = QLabel("Starting…")
+        self.readout = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.progress.setFormat("%v / %m")
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        bar = self.statusBar()
+        bar.addWidget(self.status, 1)
+        bar.addPermanentWidget(self.readout)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+
+        self._build_menus()
+        self.setAcceptDrops(True)
+        self.slice_list.currentRowChanged.connect(self._on_row)
+        self.controls.changed.connect(self._on_controls)
+        self.controls.reset_requested.connect(self.reset_thresholds)
+        self.panels.hovered.connect(self.readout.setText)
+        self.cancel_button.clicked.connect(self.cancel_predictions)
+        self._restore_settings()
+
+    # ----- menus -------------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        def action(menu: Any, text: str, slot: Any, shortcut: Any = None) -> QAction:
+            act = QAction(text, self)
+            if shortcut is not None:
+                act.setShortcut(QKeySequence(shortcut))
+            act.triggered.connect(slot)
+            menu.addAction(act)
+            return act
+
+        file = self.menuBar().addMenu("&File")
+        action(file, "&Open slices…", self._open_files_dialog, QKeySequence.Open)
+        action(file, "Open &folder…", self._open_folder_dialog, "Ctrl+Shift+O")
+        action(file, "Open &model…", self._open_model_dialog, "Ctrl+M")
+        file.addSeparator()
+        action(file, "&Export mask and overlay…", self._export_dialog, "Ctrl+E")
+        action(file, "&Copy results", self.copy_results, "Ctrl+Shift+C")
+        file.addSeparator()
+        action(file, "&Quit", self.close, QKeySequence.Quit)
+        view = self.menuBar().addMenu("&View")
+        action(view, "&Next slice", lambda: self.step(1), QKeySequence.MoveToNextPage)
+        action(view, "&Previous slice", lambda: self.step(-1), QKeySequence.MoveToPreviousPage)
+        action(view, "Next slice (arrow)", lambda: self.step(1), "Alt+Down")
+        action(view, "Previous slice (arrow)", lambda: self.step(-1), "Alt+Up")
+        self.menu_view = view
+        self.menu_training = self.menuBar().addMenu("&Training")
+        help_menu = self.menuBar().addMenu("&Help")
+        action(help_menu, "&About", self.show_about)
+
+    # ----- model -------------------------------------------------------------------------------
+    def load_model(self, path: str | Path, trust: bool = False) -> None:
+        """Load a model in the background; the current one stays active until the new one works."""
+        self.status.setText(f"Loading model {Path(path).name} in the background…")
+        worker = workers.load_model_worker(path, trust)
+        worker.returned.connect(self._on_model_loaded)
+        worker.errored.connect(self._on_model_error)
+        self._track(worker)
+        self._loading_model = worker
+        worker.start()
+
+    def _on_model_loaded(self, model: Any) -> None:
+        self._loading_model = None
+        old = self.model
+        self.model = model
+        meta = model.metadata
+        self.results.model.setText(f"{model.name} ({model.n_params:,} parameters)")
+        self.results.model.setToolTip(str(model.path))
+        self.controls.set_thresholds(meta.pixel_threshold, meta.decision_threshold)
+        self._say(f"Model {model.name} ready.")
+        if old is not None:
+            self.cancel_predictions()
+            self.store.clear_results()
+            self._refresh_markers()
+        self.model_changed.emit(model)
+        self.schedule_predictions()
+
+    def _on_model_error(self, exc: BaseException) -> None:
+        self._loading_model = None
+        msg = str(exc)
+        keep = f" The model {self.model.name} stays active." if self.model is not None else ""
+        self._say(f"Model not loaded: {msg}{keep}", error=True)
+        box = QMessageBox(QMessageBox.Warning, "Model not loaded", msg + keep, QMessageBox.Ok, self)
+        box.setModal(False)
+        box.show()  # non-blocking
+        self.model_failed.emit(msg)
+
+    def reset_thresholds(self) -> None:
+        if self.model is not None:
+            meta = self.model.metadata
+            self.controls.set_thresholds(meta.pixel_threshold, meta.decision_threshold)
+
+    # ----- opening slices ------------------------------------------------------------------------
+    def open_paths(self, paths: list[str | Path]) -> None:
+        """Add files/folders (walked on a worker thread) and predict them."""
+        self.status.setText("Looking for slices…")
+        worker = workers.discover_worker([str(p) for p in paths])
+        worker.returned.connect(self._on_discovered)
+        worker.errored.connect(lambda e: self._say(f"Could not open: {e}", error=True))
+        self._track(worker)
+        worker.start()
+        folders = [str(p) for p in paths if Path(p).is_dir()]
+        if folders:
+            self.settings.setValue("last_folder", folders[-1])
+
+    def _on_discovered(self, found: Discovery) -> None:
+        for path, why in found.problems:
+            self._say(f"{path}: {why}", error=True)
+        added = self.store.add_paths(found.slices)
+        for p in added:
+            item = QListWidgetItem(p.name)
+            item.setData(Qt.UserRole, str(p))
+            item.setToolTip(str(p))
+            self.slice_list.addItem(item)
+            self._mark(self.slice_list.count() - 1)
+        if not found.slices and not found.problems:
+            self._say("No image slices found there.", error=True)
+        if added:
+            self._say(f"Added {len(added)} slice(s); {len(self.store)} in the list.")
+            if self.current is None:
+                self.slice_list.setCurrentRow(self.store.index(added[0]))
+        self.schedule_predictions()
+
+    # ----- prediction jobs -------------------------------------------------------------------------
+    def schedule_predictions(self) -> None:
+        if self.model is None or self._job is not None:
+            return
+        pending = self.store.pending()
+        if not pending:
+            return
+        if self.current in pending:  # what the user looks at goes first
+            pending.remove(self.current)
+            pending.insert(0, self.current)
+        self._job_total, self._job_done = len(pending), 0
+        self.progress.setRange(0, len(pending))
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel_button.show()
+        self.status.setText(f"Predicting {len(pending)} slice(s)…")
+        job = workers.predict_worker(self.model, pending, self.batch_size)
+        job.yielded.connect(self._on_result)
+        job.finished.connect(lambda j=job: self._on_job_finished(j))
+        job.errored.connect(lambda e: self._say(f"Prediction failed: {e}", error=True))
+        self._job = job
+        self._track(job)
+        job.start()
+
+    def cancel_predictions(self) -> None:
+        if self._job is not None:
+            self._job.quit()
+            self._say("Prediction cancelled; finished slices are kept.")
+
+    def _on_result(self, res: SliceResult) -> None:
+        self.store.put(res)
+        self.predicted_count += 1
+        self._job_done += 1
+        self.progress.setValue(self._job_done)
+        self._mark(self.store.index(res.path))
+        if res.error:
+            self._say(f"{res.path.name}: {res.error}", error=True)
+        if res.path == self.current:
+            self.render_current()
+
+    def _on_job_finished(self, job: Any) -> None:
+        if job is not self._job:
+            return
+        self._job = None
+        self.progress.hide()
+        self.cancel_button.hide()
+        if self.store.pending() and self._job_done == self._job_total:
+            self.schedule_predictions()  # slices added while the job ran
+            return
+        done = sum(1 for r in self.store.compact.values() if r.ok)
+        errors = sum(1 for r in self.store.compact.values() if not r.ok)
+        self.status.setText(f"{done} slice(s) predicted, {errors} error(s).")
+        self.predictions_finished.emit()
+
+    # ----- display ---------------------------------------------------------------------------------
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.controls.pixel_threshold, self.controls.decision_threshold)
+
+    def _on_row(self, row: int) -> None:
+        if row < 0:
+            return
+        self.current = self.store.paths[row]
+        self.render_current()
+
+    def step(self, delta: int) -> None:
+        if self.slice_list.count():
+            row = min(max(self.slice_list.currentRow() + delta, 0), self.slice_list.count() - 1)
+            self.slice_list.setCurrentRow(row)
+
+    def render_current(self) -> None:
+        path = self.current
+        if path is None:
+            return
+        compact = self.store.compact.get(path)
+        if compact is not None and compact.error:
+            self.panels.clear()
+            self.results.show_derived(None, compact.error)
+            self.slice_shown.emit(path)
+            return
+        full = self.store.full(path)
+        if full is None:
+            if compact is not None:  # evicted from the map cache: predict it again
+                del self.store.compact[path]
+            self.panels.clear()
+            self.results.show_derived(None)
+            self.schedule_predictions()
+            return
+        c = self.controls
+        t = self.thresholds()
+        mask = binarize(full.prob_q, t.pixel)
+        overlay = render_overlay(full.image, mask, c.rgb, c.opacity.value() / 100, c.mode.currentText(),
+                                 full.gt if c.show_gt.isChecked() else None)
+        self.panels.show_slice(full.image, full.gt, c.show_gt.isChecked())
+        self.panels.show_result(full.prob_q, mask, overlay, c.heatmap.isChecked())
+        self.results.show_derived(self.store.derived(path, t))
+        self.slice_shown.emit(path)
+
+    def _on_controls(self) -> None:
+        self.render_current()
+        self._refresh_markers()
+
+    def _mark(self, row: int) -> None:
+        item = self.slice_list.item(row)
+        path = self.store.paths[row]
+        res = self.store.compact.get(path)
+        if res is None:
+            kind = "pending"
+        elif res.error:
+            kind = "error"
+            item.setToolTip(f"{path}\n{res.error}")
+        else:
+            d = self.store.derived(path, self.thresholds())
+            kind = "tumour" if d and d.tumour else "clear"
+        symbol, color = MARKERS[kind]
+        item.setText(f"{symbol} {path.name}")
+        item.setForeground(QColor(color))
+        item.setData(Qt.UserRole + 1, kind)
+
+    def _refresh_markers(self) -> None:
+        for row in range(self.slice_list.count()):
+            self._mark(row)
+
+    def marker(self, row: int) -> str:
+        return self.slice_list.item(row).data(Qt.UserRole + 1)
+
+    # ----- export / clipboard ----------------------------------------------------------------------
+    def export_current(self, folder: str | Path) -> tuple[Path, Path] | None:
+        if self.current is None or self.panels.mask is None or self.panels.overlay is None:
+            self._say("Nothing to export yet.", error=True)
+            return None
+        folder = Path(folder)
+        mask_path = folder / f"{self.current.stem}_pred.png"
+        overlay_path = folder / f"{self.current.stem}_overlay.png"
+        try:
+            save_png(mask_path, self.panels.mask)
+            save_png(overlay_path, self.panels.overlay)
+        except OSError as exc:
+            self._say(f"Export failed: {exc}", error=True)
+            return None
+        self._say(f"Exported {mask_path.name} and {overlay_path.name} to {folder}")
+        return mask_path, overlay_path
+
+    def copy_results(self) -> None:
+        name = self.current.name if self.current else ""
+        QApplication.clipboard().setText(f"Slice: {name}\n{self.results.text()}")
+        self._say("Results copied to the clipboard.")
+
+    # ----- dialogs -----------------------------------------------------------------------------------
+    def _open_files_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Open slices", self._last_dir(),
+                                                "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp)")
+        if files:
+            self.settings.setValue("last_folder", str(Path(files[0]).parent))
+            self.open_paths(files)
+
+    def _open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open folder", self._last_dir())
+        if folder:
+            self.open_paths([folder])
+
+    def _open_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", str(self.settings.value("last_model_dir", "")),
+                                              "Keras models (*.h5 *.hdf5 *.keras)")
+        if path:
+            self.settings.setValue("last_model_dir", str(Path(path).parent))
+            self.load_model(path)
+
+    def _export_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export mask and overlay to", self._last_dir())
+        if folder:
+            self.export_current(folder)
+
+    def show_about(self) -> None:
+        import PySide6
+        from PySide6.QtCore import qVersion
+
+        tf = sys.modules.get("tensorflow")
+        keras = sys.modules.get("keras")
+        text = (f"<h3>UNet++ Viewer {__version__}</h3>"
+                f"<p><b style='color:#b06000'>{RESEARCH_NOTICE}</b></p>"
+                "<p>Segments FLAIR abnormalities in brain MR slices with a UNet++ "
+                "(Zhou et al., MICCAI 2018).</p>"
+                f"<p>Python {sys.version.split()[0]}, Qt {qVersion()}, PySide6 {PySide6.__version__}, "
+                f"TensorFlow {getattr(tf, '__version__', 'not loaded yet')}, "
+                f"Keras {getattr(keras, '__version__', 'not loaded yet')}</p>")
+        if self.model is not None:
+            text += f"<p>Model: {self.model.name}<br>{self.model.path}</p>"
+        box = QMessageBox(QMessageBox.Information, "About UNet++ Viewer", text, QMessageBox.Ok, self)
+        box.setModal(False)
+        box.show()
+        self._about = box
+
+    # ----- drag and drop -----------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event: Any) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        urls: list[QUrl] = event.mimeData().urls()
+        paths = [u.toLocalFile() for u in urls if u.isLocalFile()]
+        models = [p for p in paths if Path(p).suffix.lower() in (".h5", ".hdf5", ".keras")]
+        slices = [p for p in paths if p not in models]
+        if models:
+            self.load_model(models[0])
+        if slices:
+            self.open_paths(slices)
+        event.acceptProposedAction()
+
+    # ----- helpers -----------------------------------------------------------------------------------
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #c5221f;" if error else "")
+        self.message.emit(text)
+
+    def _track(self, worker: Any) -> None:
+        self._jobs_alive.append(worker)
+        worker.finished.connect(lambda w=worker: self._jobs_alive.remove(w) if w in self._jobs_alive else None)
+
+    def _last_dir(self) -> str:
+        return str(self.settings.value("last_folder", str(Path.home())))
+
+    def busy(self) -> bool:
+        return bool(self._jobs_alive)
+
+    def _restore_settings(self) -> None:
+        geometry = self.settings.value("geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1500, 760)
+        color = self.settings.value("overlay_color")
+        if color:
+            self.controls.set_color(QColor(str(color)))
+        self.controls.opacity.setValue(int(self.settings.value("overlay_opacity", 45)))
+        self.controls.mode.setCurrentText(str(self.settings.value("overlay_mode", "fill")))
+
+    def save_settings(self) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("overlay_color", self.controls.color.name())
+        self.settings.setValue("overlay_opacity", self.controls.opacity.value())
+        self.settings.setValue("overlay_mode", self.controls.mode.currentText())
+        self.settings.sync()
+
+    def closeEvent(self, event: Any) -> None:
+        self.save_settings()
+        self.cancel_predictions()
+        super().closeEvent(event)

@@ -1,0 +1,116 @@
+"""Image / mask / overlay panels: three pyqtgraph views with linked zoom and pan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Signal
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from unetpp_gui.core.overlay import GT_COLOR, contour
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+TITLES = ("Image", "Mask", "Overlay")
+
+
+class ImagePanels(QWidget):
+    """Shows one slice; emits a cursor read-out string as the mouse moves over any panel."""
+
+    hovered = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.glw = pg.GraphicsLayoutWidget()
+        self.glw.setBackground("#202124")
+        self.titles = []
+        self.views: list[pg.ViewBox] = []
+        for col, title in enumerate(TITLES):
+            label = self.glw.addLabel(title, row=0, col=col, color="#e8eaed", size="11pt")
+            self.titles.append(label)
+            view = self.glw.addViewBox(row=1, col=col, lockAspect=True, invertY=True, enableMenu=False)
+            view.setDefaultPadding(0.0)
+            self.views.append(view)
+        for view in self.views[1:]:
+            view.setXLink(self.views[0])
+            view.setYLink(self.views[0])
+        self.image_item = pg.ImageItem()
+        self.gt_item = pg.ImageItem()
+        self.mask_item = pg.ImageItem()
+        self.overlay_item = pg.ImageItem()
+        self.views[0].addItem(self.image_item)
+        self.views[0].addItem(self.gt_item)
+        self.views[1].addItem(self.mask_item)
+        self.views[2].addItem(self.overlay_item)
+        # Window/level for the image panel: drag the histogram's region or its ends.
+        self.levels = pg.HistogramLUTItem(image=self.image_item, orientation="vertical")
+        self.glw.addItem(self.levels, row=1, col=3)
+        self.glw.ci.layout.setColumnMaximumWidth(3, 110)
+        self.heat_lut = pg.colormap.get("inferno").getLookupTable(nPts=256)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.glw)
+        self.glw.scene().sigMouseMoved.connect(self._on_mouse)
+        self.image: np.ndarray | None = None
+        self.prob_q: np.ndarray | None = None
+        self.mask: np.ndarray | None = None
+        self.overlay: np.ndarray | None = None
+        self._shape: tuple[int, int] | None = None
+
+    def show_slice(self, image: np.ndarray, gt: np.ndarray | None, show_gt: bool) -> None:
+        """A new slice: set the image (keeping window/level) and fit the view if the size changed."""
+        self.image = image
+        first = self._shape is None
+        self.image_item.setImage(image, autoLevels=first)
+        if first:
+            self.levels.setLevels(0, 255)
+        self.set_ground_truth(gt, show_gt)
+        if self._shape != image.shape[:2]:
+            self._shape = image.shape[:2]
+            self.views[0].autoRange(padding=0.0)
+
+    def set_ground_truth(self, gt: np.ndarray | None, show: bool) -> None:
+        if gt is None or not show:
+            self.gt_item.clear()
+            return
+        rgba = np.zeros(gt.shape + (4,), np.uint8)
+        edge = contour(gt)
+        rgba[edge, :3] = GT_COLOR
+        rgba[edge, 3] = 255
+        self.gt_item.setImage(rgba, autoLevels=False, levels=(0, 255))
+
+    def show_result(self, prob_q: np.ndarray | None, mask: np.ndarray | None, overlay: np.ndarray | None,
+                    heatmap: bool) -> None:
+        self.prob_q, self.mask, self.overlay = prob_q, mask, overlay
+        if prob_q is None or mask is None or overlay is None:
+            self.mask_item.clear()
+            self.overlay_item.clear()
+            return
+        if heatmap:
+            self.mask_item.setImage(prob_q, lut=self.heat_lut, levels=(0, 255), autoLevels=False)
+            self.titles[1].setText("Probability")
+        else:
+            self.mask_item.setImage(mask.astype(np.uint8) * 255, lut=None, levels=(0, 255), autoLevels=False)
+            self.titles[1].setText("Mask")
+        self.overlay_item.setImage(overlay, autoLevels=False, levels=(0, 255))
+
+    def clear(self) -> None:
+        for item in (self.image_item, self.gt_item, self.mask_item, self.overlay_item):
+            item.clear()
+        self.image = self.prob_q = self.mask = self.overlay = None
+
+    def _on_mouse(self, pos: QPointF) -> None:
+        if self.image is None:
+            return
+        for view in self.views:
+            if view.sceneBoundingRect().contains(pos):
+                p = view.mapSceneToView(pos)
+                x, y = int(np.floor(p.x())), int(np.floor(p.y()))
+                h, w = self.image.shape[:2]
+                if 0 <= x < w and 0 <= y < h:
+                    r, g, b = (int(v) for v in self.image[y, x, :3])
+                    text = f"x {x}  y {y}  RGB ({r}, {g}, {b})"
+                    if self.prob_q is not None:
+                        text += f"  p {self.prob_q[y, x] / 255:.3f}"
+                    self.hovered.emit(text)
+                return

@@ -1,0 +1,52 @@
+"""The bridge: runs engine generators off the GUI thread with superqt's thread workers.
+
+A prediction job is a generator: it ``yield``s each :class:`SliceResult` (delivered to the GUI
+thread through the worker's ``yielded`` signal) and stops at the next yield when the worker is
+asked to quit, so a cancel never cuts a slice in half.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+from superqt.utils import create_worker
+
+
+def _load_model(path: str | Path, trust: bool) -> Any:
+    from unetpp_gui.core.model_io import load_model
+
+    model = load_model(path, trust=trust)
+    # Warm up: trace the graph once here, so the first real slice is not slowed by it.
+    if model.input_hw is not None:
+        import numpy as np
+
+        model.predict_batch(np.zeros((1, *model.input_hw, model.channels), np.float32))
+    return model
+
+
+def load_model_worker(path: str | Path, trust: bool = False) -> Any:
+    """Worker returning a LoadedModel (``returned``) or raising ModelError (``errored``)."""
+    return create_worker(_load_model, path, trust, _start_thread=False, _ignore_errors=True)
+
+
+def _discover(paths: list[str]) -> Any:
+    from unetpp_gui.core.discovery import discover
+
+    return discover(paths)
+
+
+def discover_worker(paths: list[str]) -> Any:
+    """Folder walking is file I/O on possibly many entries: never on the GUI thread."""
+    return create_worker(_discover, paths, _start_thread=False, _ignore_errors=True)
+
+
+def _predict(model: Any, paths: list[Path], batch_size: int) -> Iterator[Any]:
+    from unetpp_gui.core.inference import predict_paths
+
+    yield from predict_paths(model, paths, batch_size=batch_size, keep_maps=True)
+
+
+def predict_worker(model: Any, paths: list[Path], batch_size: int = 8) -> Any:
+    """Generator worker: ``yielded`` gets each SliceResult in order; ``quit()`` cancels."""
+    return create_worker(_predict, model, list(paths), batch_size, _start_thread=False, _ignore_errors=True)
