@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="per-patient Dice, detection metrics, calibration")
     add_evaluate_arguments(p)
     p.set_defaults(func=run_evaluate)
+
+    from training.export import add_export_arguments, run_export
+
+    p = sub.add_parser("export", help="strip optimizer state (for shipping) and optionally prune to level L")
+    add_export_arguments(p)
+    p.set_defaults(func=run_export)
     return parser
 
 

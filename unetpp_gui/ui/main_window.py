@@ -119,6 +119,8 @@ class MainWindow(QMainWindow):
         action(view, "&Previous slice", lambda: self.step(-1), QKeySequence.MoveToPreviousPage)
         action(view, "Next slice (arrow)", lambda: self.step(1), "Alt+Down")
         action(view, "Previous slice (arrow)", lambda: self.step(-1), "Alt+Up")
+        view.addSeparator()
+        action(view, "&Architecture…", self.show_architecture, "Ctrl+Shift+A")
         self.menu_view = view
         self.menu_training = self.menuBar().addMenu("&Training")
         help_menu = self.menuBar().addMenu("&Help")
@@ -368,6 +370,18 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Export mask and overlay to", self._last_dir())
         if folder:
             self.export_current(folder)
+
+    def show_architecture(self) -> Any:
+        if self.model is None:
+            self._say("No model loaded yet.", error=True)
+            return None
+        from unetpp_gui.ui.architecture_view import ArchitectureDialog
+
+        dialog = ArchitectureDialog(self.model, self)
+        dialog.setModal(False)
+        dialog.show()
+        self._arch_dialog = dialog
+        return dialog
 
     def show_about(self) -> None:
         import PySide6
