@@ -25,25 +25,11 @@ def _progress_bar(done: int, total: int, start: float, stream=sys.stderr) -> Non
     stream.flush()
 
 
-def _output_path(out: Path, path: Path, roots: list[Path], suffix: str) -> Path:
-    """Mirror the slice's place under its input folder, so equal names never collide."""
-    for root in roots:
-        if root.is_dir():
-            try:
-                rel = path.relative_to(root)
-                return out / root.name / rel.parent / f"{path.stem}{suffix}"
-            except ValueError:
-                continue
-    return out / f"{path.stem}{suffix}"
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from unetpp_gui.core.discovery import discover
-    from unetpp_gui.core.image_io import save_png
-    from unetpp_gui.core.inference import Cancelled, predict_paths
+    from unetpp_gui.core.export import write_masks
+    from unetpp_gui.core.inference import Cancelled
     from unetpp_gui.core.model_io import load_model, resolve_model_path
-    from unetpp_gui.core.overlay import render_overlay
-    from unetpp_gui.core.postprocess import binarize
     from unetpp_gui.core.report import row_for, write_csv
 
     model = load_model(resolve_model_path(args.model), trust=args.trust_model)
@@ -62,13 +48,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     status = 0
     try:
-        for i, res in enumerate(predict_paths(model, found.slices, args.batch_size, keep_maps=True, cancel=cancel), 1):
-            if res.ok and res.prob_q is not None:
-                mask = binarize(res.prob_q, pt)
-                save_png(_output_path(out, res.path, roots, "_pred.png"), mask)
-                if args.overlay:
-                    ov = render_overlay(res.image, mask, gt_mask=res.gt)
-                    save_png(_output_path(out, res.path, roots, "_overlay.png"), ov)
+        jobs = write_masks(model, found.slices, out, roots, pt, args.overlay, batch_size=args.batch_size,
+                           cancel=cancel)
+        for i, res in enumerate(jobs, 1):
             rows.append(row_for(res, pt, dt))
             if not args.quiet:
                 _progress_bar(i, total, start)

@@ -42,6 +42,7 @@ class SliceResult:
     gt_path: Path | None = None
     stats: SliceStats | None = None
     error: str | None = None
+    size: tuple[int, int] | None = None  # (width, height) of the slice
 
     @property
     def ok(self) -> bool:
@@ -153,6 +154,7 @@ def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -
                 gt=p.gt if keep_maps else None,
                 gt_path=p.gt_path,
                 stats=stats,
+                size=(p.image.shape[1], p.image.shape[0]),  # type: ignore[union-attr]
             )
         )
     return results

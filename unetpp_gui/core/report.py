@@ -24,8 +24,8 @@ def row_for(result: SliceResult, pixel_threshold: float, decision_threshold: flo
         row["error"] = result.error or "not predicted"
         return row
     d = result.stats.derive(pixel_threshold, decision_threshold)
-    if result.image is not None:
-        row["height"], row["width"] = result.image.shape[:2]
+    if result.size is not None:
+        row["width"], row["height"] = result.size
     row.update(
         area_ratio=f"{d.area_ratio:.6f}",
         decision="tumour" if d.tumour else "no tumour",

@@ -60,7 +60,7 @@ class SliceStore:
     def put(self, result: SliceResult) -> None:
         """Record a result: stats always, arrays in the bounded cache."""
         self.compact[result.path] = SliceResult(result.path, gt_path=result.gt_path, stats=result.stats,
-                                                error=result.error)
+                                                error=result.error, size=result.size)
         if result.ok and result.prob_q is not None:
             self._maps[result.path] = result
             self._maps.move_to_end(result.path)

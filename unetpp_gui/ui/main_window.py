@@ -7,6 +7,7 @@ threads (:mod:`unetpp_gui.workers`); the GUI thread only thresholds cached maps 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QColor, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox,
+    QApplication, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox,
     QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget,
 )
 
@@ -25,6 +26,7 @@ from unetpp_gui.core.inference import SliceResult
 from unetpp_gui.core.overlay import render_overlay
 from unetpp_gui.core.postprocess import binarize
 from unetpp_gui.core.store import SliceStore, Thresholds
+from unetpp_gui.ui.batch_view import BatchView
 from unetpp_gui.ui.controls import Controls, ResultsPanel
 from unetpp_gui.ui.panels import ImagePanels
 from unetpp_gui import workers
@@ -71,6 +73,16 @@ class MainWindow(QMainWindow):
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
         self.setCentralWidget(splitter)
+        self.batch = BatchView(self.store, self.thresholds())
+        self.batch_dock = QDockWidget("Batch results", self)
+        self.batch_dock.setObjectName("batch_dock")
+        self.batch_dock.setWidget(self.batch)
+        self.addDockWidget(Qt.BottomDockWidgetArea, self.batch_dock)
+        self._summary_timer = QTimer(self)
+        self._summary_timer.setInterval(500)
+        self._summary_timer.timeout.connect(self.batch.refresh_summary)
+        self._summary_timer.start()
+        self._build_menus()
 
         self.status = QLabel("Starting…")
         self.readout = QLabel("")
@@ -86,13 +98,14 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
 
-        self._build_menus()
         self.setAcceptDrops(True)
         self.slice_list.currentRowChanged.connect(self._on_row)
         self.controls.changed.connect(self._on_controls)
         self.controls.reset_requested.connect(self.reset_thresholds)
         self.panels.hovered.connect(self.readout.setText)
         self.cancel_button.clicked.connect(self.cancel_predictions)
+        self.batch.slice_selected.connect(self.show_path)
+        self.batch.export_masks_requested.connect(self.export_batch)
         self._restore_settings()
 
     # ----- menus -------------------------------------------------------------------------------
@@ -121,6 +134,7 @@ class MainWindow(QMainWindow):
         action(view, "Previous slice (arrow)", lambda: self.step(-1), "Alt+Up")
         view.addSeparator()
         action(view, "&Architecture…", self.show_architecture, "Ctrl+Shift+A")
+        view.addAction(self.batch_dock.toggleViewAction())
         self.menu_view = view
         self.menu_training = self.menuBar().addMenu("&Training")
         help_menu = self.menuBar().addMenu("&Help")
@@ -191,6 +205,7 @@ class MainWindow(QMainWindow):
             item.setToolTip(str(p))
             self.slice_list.addItem(item)
             self._mark(self.slice_list.count() - 1)
+        self.batch.sync_rows()
         if not found.slices and not found.problems:
             self._say("No image slices found there.", error=True)
         if added:
@@ -210,6 +225,7 @@ class MainWindow(QMainWindow):
             pending.remove(self.current)
             pending.insert(0, self.current)
         self._job_total, self._job_done = len(pending), 0
+        self._job_started = time.monotonic()
         self.progress.setRange(0, len(pending))
         self.progress.setValue(0)
         self.progress.show()
@@ -234,6 +250,12 @@ class MainWindow(QMainWindow):
         self._job_done += 1
         self.progress.setValue(self._job_done)
         self._mark(self.store.index(res.path))
+        self.batch.slice_updated(res.path)
+        elapsed = time.monotonic() - self._job_started
+        rate = self._job_done / max(elapsed, 1e-6)
+        left = (self._job_total - self._job_done) / rate if rate else 0.0
+        self.status.setText(f"Predicting: {self._job_done}/{self._job_total} slices, {rate:.1f} slices/s, "
+                            f"ETA {left:.0f} s")
         if res.error:
             self._say(f"{res.path.name}: {res.error}", error=True)
         if res.path == self.current:
@@ -251,6 +273,7 @@ class MainWindow(QMainWindow):
         done = sum(1 for r in self.store.compact.values() if r.ok)
         errors = sum(1 for r in self.store.compact.values() if not r.ok)
         self.status.setText(f"{done} slice(s) predicted, {errors} error(s).")
+        self.batch.refresh_summary(force=True)
         self.predictions_finished.emit()
 
     # ----- display ---------------------------------------------------------------------------------
@@ -261,7 +284,12 @@ class MainWindow(QMainWindow):
         if row < 0:
             return
         self.current = self.store.paths[row]
+        self.batch.select(self.current)
         self.render_current()
+
+    def show_path(self, path: Path) -> None:
+        """Show a slice chosen elsewhere (the results table): the list follows."""
+        self.slice_list.setCurrentRow(self.store.index(path))
 
     def step(self, delta: int) -> None:
         if self.slice_list.count():
@@ -299,6 +327,7 @@ class MainWindow(QMainWindow):
     def _on_controls(self) -> None:
         self.render_current()
         self._refresh_markers()
+        self.batch.set_thresholds(self.thresholds())
 
     def _mark(self, row: int) -> None:
         item = self.slice_list.item(row)
@@ -340,6 +369,35 @@ class MainWindow(QMainWindow):
             return None
         self._say(f"Exported {mask_path.name} and {overlay_path.name} to {folder}")
         return mask_path, overlay_path
+
+    def export_batch(self, folder: str | Path) -> Any:
+        """Write every slice's mask and overlay to ``folder`` on a worker (predicts again, streaming)."""
+        if self.model is None or not self.store.paths:
+            self._say("Nothing to export yet.", error=True)
+            return None
+        from superqt.utils import create_worker
+
+        from unetpp_gui.core.export import write_masks
+
+        c, t = self.controls, self.thresholds()
+        paths = [p for p in self.store.paths if p in self.store.compact and self.store.compact[p].ok]
+        roots = sorted({p.parent for p in paths})
+        gen = write_masks(self.model, paths, Path(folder), roots, t.pixel, True, c.rgb, c.opacity.value() / 100,
+                          self.batch_size)
+        count = [0]
+
+        def run() -> Any:
+            for res in gen:
+                yield res
+
+        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(lambda _r: (count.__setitem__(0, count[0] + 1),
+                                           self.status.setText(f"Exporting masks: {count[0]}/{len(paths)}")))
+        worker.finished.connect(lambda: self._say(f"Exported {count[0]} mask(s) and overlay(s) to {folder}"))
+        worker.errored.connect(lambda e: self._say(f"Export failed: {e}", error=True))
+        self._track(worker)
+        worker.start()
+        return worker
 
     def copy_results(self) -> None:
         name = self.current.name if self.current else ""
@@ -444,7 +502,10 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
         else:
-            self.resize(1500, 760)
+            self.resize(1500, 960)
+        state = self.settings.value("window_state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
         color = self.settings.value("overlay_color")
         if color:
             self.controls.set_color(QColor(str(color)))
@@ -453,6 +514,7 @@ class MainWindow(QMainWindow):
 
     def save_settings(self) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
         self.settings.setValue("overlay_color", self.controls.color.name())
         self.settings.setValue("overlay_opacity", self.controls.opacity.value())
         self.settings.setValue("overlay_mode", self.controls.mode.currentText())

@@ -1,0 +1,135 @@
+"""Folder batch review: results table, filters, sorting, summary, CSV, cancel, re-thresholding."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QSettings, Qt
+
+from unetpp_gui.core.discovery import discover, patient_of
+from unetpp_gui.core.inference import predict_paths
+from unetpp_gui.core.phantom import phantom
+from unetpp_gui.core.summary import summarize
+from unetpp_gui.ui.main_window import MainWindow
+
+WAIT = 180_000
+
+
+@pytest.fixture
+def study(tmp_path: Path, lgg: Path) -> Path:
+    """study/<real patient>/ (links to real LGG slices) + study/phantoms/ with broken files."""
+    case = sorted(lgg.glob("TCGA_*"))[0]
+    real = tmp_path / "study" / case.name
+    real.mkdir(parents=True)
+    for s in discover([case]).slices[8:16]:
+        (real / s.name).symlink_to(s)
+        (real / f"{s.stem}_mask.png").symlink_to(s.with_name(f"{s.stem}_mask.png"))
+    ph = tmp_path / "study" / "phantoms"
+    ph.mkdir()
+    for i in range(4):
+        Image.fromarray(phantom(128, seed=i)[0]).save(ph / f"ph_{i}.png")
+    (ph / "ph_9.png").write_bytes(b"\x89PNG broken")
+    (ph / "notes.png").write_text("not an image at all")
+    return tmp_path / "study"
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, tiny_model_path: Path):
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), batch_size=4)
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(tiny_model_path)
+    yield win
+    win.cancel_predictions()
+    qtbot.waitUntil(lambda: not win.busy(), timeout=WAIT)
+
+
+def _visible(win: MainWindow) -> list[str]:
+    proxy = win.batch.proxy
+    return [proxy.index(r, 0).data() for r in range(proxy.rowCount())]
+
+
+@pytest.mark.lgg
+def test_batch_table_summary_filters_csv(qtbot, window: MainWindow, study: Path, tmp_path: Path) -> None:
+    with qtbot.waitSignal(window.predictions_finished, timeout=WAIT):
+        window.open_paths([study])
+    paths = window.store.paths
+    assert len(paths) == 14 and window.batch.proxy.rowCount() == 14
+    # error rows, and the batch went on past them
+    window.batch.filter_mode.setCurrentText("Errors only")
+    assert sorted(_visible(window)) == ["notes.png", "ph_9.png"]
+    window.batch.filter_mode.setCurrentText("Tumour only")
+    tumour = [p.name for p in paths if window.store.derived(p, window.thresholds()) and
+              window.store.derived(p, window.thresholds()).tumour]
+    assert sorted(_visible(window)) == sorted(tumour)
+    window.batch.filter_mode.setCurrentText("All slices")
+    window.batch.filter_text.setText("phantoms")
+    assert len(_visible(window)) == 6
+    window.batch.filter_text.setText("")
+    # sorting by area ratio (numeric, not text)
+    window.batch.table.sortByColumn(2, Qt.DescendingOrder)
+    ratios = [window.batch.proxy.index(r, 2).data(Qt.UserRole) for r in range(14)]
+    assert ratios == sorted(ratios, reverse=True)
+    # selecting a row shows that slice
+    window.batch.table.selectRow(3)
+    name = window.batch.proxy.index(3, 0).data()
+    assert window.current.name == name and window.slice_list.currentItem().data(Qt.UserRole).endswith(name)
+
+    # summary equals the engine's own numbers for the same files
+    def engine_summary(t_pix: float, t_dec: float) -> list[dict]:
+        res = list(predict_paths(window.model, paths, keep_maps=False))
+        return [s.row() for s in summarize(res, patient_of, t_pix, t_dec)]
+
+    t = window.thresholds()
+    assert [s.row() for s in window.batch.summaries()] == engine_summary(t.pixel, t.decision)
+    rows = {r["patient"]: r for r in engine_summary(t.pixel, t.decision)}
+    assert rows["ALL"]["slices"] == 14 and rows["ALL"]["errors"] == 2 and rows["phantoms"]["errors"] == 2
+    real_patient = next(p.parent.name for p in paths if p.name.startswith("TCGA_"))
+    assert rows[real_patient]["slices"] == 8 and rows[real_patient]["slices_with_ground_truth"] == 8
+
+    # thresholds change: every row and the summary follow, with no model call
+    calls = window.predicted_count
+    window.controls.set_thresholds(0.05, 0.0)
+    assert window.predicted_count == calls
+    assert [s.row() for s in window.batch.summaries()] == engine_summary(0.05, 0.0)
+    assert window.batch.summary.item(window.batch.summary.rowCount() - 1, 0).text() == "ALL"
+
+    table_csv, summary_csv = window.batch.export_csv(tmp_path / "out" / "results.csv")
+    table = list(csv.DictReader(table_csv.open()))
+    assert len(table) == 14 and {r["error"] != "" for r in table} == {True, False}
+    broken = next(r for r in table if r["path"].endswith("ph_9.png"))
+    assert "not a readable image" in broken["error"] and broken["patient"] == "phantoms"
+    real_row = next(r for r in table if Path(r["path"]).name.startswith("TCGA_"))
+    assert real_row["width"] == "256" and real_row["dice"] != ""
+    summary = list(csv.DictReader(summary_csv.open()))
+    assert summary[-1]["patient"] == "ALL" and summary[-1]["slices"] == "14"
+
+    worker = window.export_batch(tmp_path / "masks")
+    with qtbot.waitSignal(worker.finished, timeout=WAIT):
+        pass
+    written = sorted(p.name for p in (tmp_path / "masks").rglob("*.png"))
+    assert len(written) == 2 * 12 and "ph_0_pred.png" in written and "ph_0_overlay.png" in written
+
+
+def test_cancel_keeps_finished_rows(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(120):
+        Image.fromarray(phantom(64, seed=i)[0]).save(folder / f"s_{i}.png")
+    window.batch_size = 2
+    first = []
+    with qtbot.waitSignal(window.predictions_finished, timeout=WAIT):
+        window.open_paths([folder])
+        qtbot.waitUntil(lambda: window.predicted_count >= 4, timeout=WAIT)
+        window.cancel_predictions()
+        first.append(window.predicted_count)
+    done = len(window.store.compact)
+    assert 4 <= done < 120 and window.batch.proxy.rowCount() == 120
+    window.batch.filter_mode.setCurrentText("Pending")
+    assert window.batch.proxy.rowCount() == 120 - done
+    assert np.all([window.store.compact[p].ok for p in window.store.compact])

@@ -1,0 +1,61 @@
+"""Per-patient (per-folder) and whole-batch summaries, re-derived from compact stats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from unetpp_gui.core.inference import SliceResult
+
+SUMMARY_COLUMNS = ("patient", "slices", "tumour_slices", "errors", "largest_tumour_slice",
+                   "largest_tumour_pixels", "total_tumour_pixels", "mean_dice", "slices_with_ground_truth")
+
+
+@dataclass
+class Summary:
+    patient: str
+    slices: int = 0
+    tumour_slices: int = 0
+    errors: int = 0
+    largest_tumour_slice: str = ""
+    largest_tumour_pixels: int = 0
+    total_tumour_pixels: int = 0
+    dice: list[float] = field(default_factory=list)
+
+    @property
+    def mean_dice(self) -> float | None:
+        return float(np.mean(self.dice)) if self.dice else None
+
+    def row(self) -> dict[str, object]:
+        return {
+            "patient": self.patient, "slices": self.slices, "tumour_slices": self.tumour_slices,
+            "errors": self.errors, "largest_tumour_slice": self.largest_tumour_slice,
+            "largest_tumour_pixels": self.largest_tumour_pixels, "total_tumour_pixels": self.total_tumour_pixels,
+            "mean_dice": "" if self.mean_dice is None else f"{self.mean_dice:.4f}",
+            "slices_with_ground_truth": len(self.dice),
+        }
+
+
+def summarize(results: Iterable[SliceResult], patient_of: Callable[[Path], str], pixel_threshold: float,
+              decision_threshold: float) -> list[Summary]:
+    """One summary per patient (sorted), then the whole batch under the name 'ALL'."""
+    groups: dict[str, Summary] = {}
+    total = Summary("ALL")
+    for res in results:
+        for s in (groups.setdefault(patient_of(res.path), Summary(patient_of(res.path))), total):
+            s.slices += 1
+            if not res.ok or res.stats is None:
+                s.errors += 1
+                continue
+            d = res.stats.derive(pixel_threshold, decision_threshold)
+            if d.tumour:
+                s.tumour_slices += 1
+                s.total_tumour_pixels += d.mask_pixels
+                if d.mask_pixels > s.largest_tumour_pixels:
+                    s.largest_tumour_pixels, s.largest_tumour_slice = d.mask_pixels, res.path.name
+            if d.dice is not None:
+                s.dice.append(d.dice)
+    return [groups[k] for k in sorted(groups)] + [total]
