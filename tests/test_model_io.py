@@ -155,3 +155,25 @@ m.save(r'{tmp_path / "keras2.h5"}')
     m = load_model(tmp_path / "keras2.h5")
     assert m.input_hw == (32, 32) and not read_metadata(tmp_path / "keras2.h5").from_file
     assert m.predict_batch(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 32, 32)
+
+
+def test_pruned_and_test_time_augmented_inference(tmp_path: Path) -> None:
+    from training.models import build_unetpp
+
+    build_unetpp((32, 32, 3), base_filters=2, depth=4, deep_supervision=True).save(tmp_path / "ds.h5")
+    full = load_model(tmp_path / "ds.h5")
+    assert full.prune_levels == (1, 2, 3)
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32)
+    for level in (1, 2):
+        pruned = load_model(tmp_path / "ds.h5", prune_level=level)
+        assert pruned.n_params < full.n_params and pruned.n_outputs == 1
+        same_head = load_model(tmp_path / "ds.h5", output_index=level - 1)
+        np.testing.assert_allclose(pruned.predict_batch(x), same_head.predict_batch(x), atol=1e-5)
+    with pytest.raises(ModelError, match="cannot be pruned"):
+        load_model(tmp_path / "ds.h5", prune_level=4)
+    tta = load_model(tmp_path / "ds.h5", tta=True)
+    mean, std = tta.predict_batch_with_std(x)
+    a = full.predict_batch(x)
+    b = full.predict_batch(x[:, :, ::-1].copy())[:, :, ::-1]
+    np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-5)
+    np.testing.assert_allclose(std, np.abs(a - b) / 2, atol=1e-5)

@@ -12,6 +12,8 @@ from typing import Any, Iterator
 
 from superqt.utils import create_worker
 
+__all__ = ["create_worker", "discover_worker", "load_model_worker", "predict_worker"]
+
 
 def _load_model(path: str | Path, trust: bool) -> Any:
     from unetpp_gui.core.model_io import load_model

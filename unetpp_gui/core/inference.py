@@ -38,6 +38,7 @@ class SliceResult:
     path: Path
     image: np.ndarray | None = None  # (H, W, 3) uint8, only when kept
     prob_q: np.ndarray | None = None  # (H, W) uint8 probability levels, only when kept
+    std_q: np.ndarray | None = None  # (H, W) uint8 spread of test-time-augmented passes (with tta)
     gt: np.ndarray | None = None  # (H, W) bool ground truth, when a mask file was found
     gt_path: Path | None = None
     stats: SliceStats | None = None
@@ -129,14 +130,17 @@ def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -
     good = [p for p in prepared if p.error is None]
     # Group by input size: fixed-size models have one group; any-size models may have several.
     probs: dict[int, np.ndarray] = {}
+    stds: dict[int, np.ndarray] = {}
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, p in enumerate(good):
         by_shape.setdefault(p.x.shape, []).append(i)  # type: ignore[union-attr]
     for idxs in by_shape.values():
         batch = np.stack([good[i].x for i in idxs])  # type: ignore[misc]
-        out = model.predict_batch(batch)
+        out, std = model.predict_batch_with_std(batch)
         for k, i in enumerate(idxs):
             probs[i] = out[k]
+            if std is not None:
+                stds[i] = std[k]
     results: list[SliceResult] = []
     gi = 0
     for p in prepared:
@@ -144,6 +148,7 @@ def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -
             results.append(SliceResult(p.path, error=p.error))
             continue
         prob_q = quantize(restore(probs[gi], p.geo))  # type: ignore[arg-type]
+        std_q = quantize(restore(stds[gi], p.geo)) if gi in stds and keep_maps else None  # type: ignore[arg-type]
         gi += 1
         stats = SliceStats.from_map(prob_q, p.gt)
         results.append(
@@ -151,6 +156,7 @@ def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -
                 path=p.path,
                 image=p.image if keep_maps else None,
                 prob_q=prob_q if keep_maps else None,
+                std_q=std_q,
                 gt=p.gt if keep_maps else None,
                 gt_path=p.gt_path,
                 stats=stats,

@@ -80,7 +80,10 @@ class LoadedModel:
     output_channels: int
     apply_activation: str | None  # "sigmoid" / "softmax" when the head outputs logits
     n_params: int
-    _functions: dict[tuple[int, int], Callable[..., Any]] = field(default_factory=dict, repr=False)
+    prune_level: int | None = None  # UNet++ cut at level L (deep-supervision models only)
+    prune_levels: tuple[int, ...] = ()  # levels this file supports
+    tta: bool = False  # test-time augmentation: mean of the slice and its left-right mirror
+    _functions: dict[tuple[int, int, bool], Callable[..., Any]] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -102,16 +105,16 @@ class LoadedModel:
         }
 
     def _function(self, hw: tuple[int, int]) -> Callable[..., Any]:
-        fn = self._functions.get(hw)
+        key = (hw[0], hw[1], self.tta)
+        fn = self._functions.get(key)
         if fn is None:
             import tensorflow as tf
 
-            model, index, act = self.keras_model, self.output_index, self.apply_activation
+            model, index, act, tta = self.keras_model, self.output_index, self.apply_activation, self.tta
             multi = self.n_outputs > 1
             channel = 1 if self.output_channels == 2 else 0
 
-            @tf.function(input_signature=[tf.TensorSpec([None, hw[0], hw[1], self.channels], tf.float32)])
-            def run(x):  # one traced graph per input size
+            def prob(x):
                 y = model(x, training=False)
                 if multi:
                     y = y[index]
@@ -122,13 +125,27 @@ class LoadedModel:
                     y = tf.nn.softmax(y, axis=-1)
                 return y[..., channel]
 
-            fn = self._functions[hw] = run
+            @tf.function(input_signature=[tf.TensorSpec([None, hw[0], hw[1], self.channels], tf.float32)])
+            def run(x):  # one traced graph per input size
+                if not tta:
+                    return prob(x), tf.zeros([0], tf.float32)
+                n = tf.shape(x)[0]
+                both = prob(tf.concat([x, tf.reverse(x, axis=[2])], axis=0))
+                a, b = both[:n], tf.reverse(both[n:], axis=[2])
+                return (a + b) / 2.0, tf.abs(a - b) / 2.0  # mean and std of the two passes
+
+            fn = self._functions[key] = run
         return fn
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (B, h, w) float32 for a preprocessed batch (B, h, w, C) float32."""
-        out = self._function((int(batch.shape[1]), int(batch.shape[2])))(batch)
-        return np.asarray(out)
+        mean, _ = self._function((int(batch.shape[1]), int(batch.shape[2])))(batch)
+        return np.asarray(mean)
+
+    def predict_batch_with_std(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Mean probabilities and, with ``tta``, their standard deviation over the passes."""
+        mean, std = self._function((int(batch.shape[1]), int(batch.shape[2])))(batch)
+        return np.asarray(mean), (np.asarray(std) if self.tta else None)
 
 
 def _head_activation(keras_model: Any, output_index: int) -> str | None:
@@ -145,11 +162,14 @@ def _head_activation(keras_model: Any, output_index: int) -> str | None:
     return None
 
 
-def load_model(path: str | Path, trust: bool = False, output_index: int = -1) -> LoadedModel:
+def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
+               prune_level: int | None = None, tta: bool = False) -> LoadedModel:
     """Load a segmentation model for inference (never compiles, never trains).
 
     Refuses files that would run stored code (Lambda layers) unless ``trust`` is set, and
     anything that is not an image-to-mask network. Every refusal is a :class:`ModelError`.
+    ``prune_level`` cuts a deep-supervision UNet++ at level L (only nodes X_i_j with i + j <= L
+    run); ``tta`` averages each slice with its left-right mirror and reports their spread.
     """
     path = Path(path)
     if not path.exists():
@@ -171,6 +191,18 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1) ->
     except Exception as exc:  # Keras raises many types; the user needs one sentence.
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path.name} could not be loaded as a Keras model: {msg[:300]}") from None
+
+    levels = tuple(sorted(int(l.name.rsplit("_", 1)[1]) for l in model.layers
+                          if l.name.startswith("head_X_0_")))
+    if prune_level is not None:
+        if prune_level not in levels or len(levels) < 2:
+            raise ModelError(f"{path.name} cannot be pruned to level {prune_level}: pruning needs a "
+                             f"deep-supervision UNet++ (heads found: {list(levels) or 'none'}).")
+        import keras
+
+        model = keras.Model(model.inputs, model.get_layer(f"head_X_0_{prune_level}").output,
+                            name=f"{model.name}_L{prune_level}")
+        output_index = -1
 
     inputs = model.inputs
     if len(inputs) != 1:
@@ -202,6 +234,9 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1) ->
         output_channels=int(oshape[-1]),
         apply_activation=_head_activation(model, idx),
         n_params=int(model.count_params()),
+        prune_level=prune_level,
+        prune_levels=levels if len(levels) > 1 else (),
+        tta=tta,
     )
 
 

@@ -28,15 +28,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("UNETPP_TRAINING_CHILD") and argv[:1] == ["--train-child"]:
+        # the packaged app started again by the training dialog, as the training process
+        from training.cli import main as training_main
+
+        return training_main(argv[1:])
     args = parse_args(argv)
     if args.selftest is not None:
         from unetpp_gui.selftest import run_selftest
 
         return run_selftest(args.model, args.selftest or None)
-    if os.environ.get("UNETPP_TRAINING_CHILD"):  # frozen app re-entered as the training process
-        from training.cli import main as training_main
-
-        return training_main(sys.argv[2:])
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from PySide6.QtCore import QTimer

@@ -137,6 +137,7 @@ class MainWindow(QMainWindow):
         view.addAction(self.batch_dock.toggleViewAction())
         self.menu_view = view
         self.menu_training = self.menuBar().addMenu("&Training")
+        action(self.menu_training, "&Train model…", self.show_training, "Ctrl+T")
         help_menu = self.menuBar().addMenu("&Help")
         action(help_menu, "&About", self.show_about)
 
@@ -439,6 +440,16 @@ class MainWindow(QMainWindow):
         dialog.setModal(False)
         dialog.show()
         self._arch_dialog = dialog
+        return dialog
+
+    def show_training(self) -> Any:
+        from unetpp_gui.ui.train_dialog import TrainDialog
+
+        dialog = TrainDialog(str(self.model.path) if self.model is not None else None, self)
+        dialog.use_model.connect(self.load_model)
+        dialog.setModal(False)
+        dialog.show()
+        self._train_dialog = dialog
         return dialog
 
     def show_about(self) -> None:

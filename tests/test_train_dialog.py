@@ -1,0 +1,110 @@
+"""Retrain dialog: a real training subprocess, live curves, cancel, and the hand-over to the viewer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings
+
+from unetpp_gui.core.discovery import discover
+from unetpp_gui.ui.main_window import MainWindow
+from unetpp_gui.ui.train_dialog import TrainDialog
+
+WAIT = 600_000
+
+
+@pytest.fixture
+def small_data(tmp_path: Path, lgg: Path) -> Path:
+    """Two real patients, 10 slices each (links, not copies)."""
+    root = tmp_path / "data"
+    for case in sorted(lgg.glob("TCGA_*"))[:2]:
+        (root / case.name).mkdir(parents=True)
+        for s in discover([case]).slices[6:16]:
+            (root / case.name / s.name).symlink_to(s)
+            (root / case.name / f"{s.stem}_mask.png").symlink_to(s.with_name(f"{s.stem}_mask.png"))
+    return root
+
+
+def _configure(dialog: TrainDialog, out: Path, epochs: int) -> None:
+    dialog.filters.setValue(4)
+    dialog.size.setValue(64)
+    dialog.epochs.setValue(epochs)
+    dialog.batch.setValue(4)
+    dialog.val_fraction.setValue(0.5)
+    dialog.augment.setChecked(False)
+    dialog.out_edit.setText(str(out))
+
+
+@pytest.mark.lgg
+@pytest.mark.slow
+def test_dialog_trains_then_viewer_uses_the_model(qtbot, small_data: Path, tmp_path: Path,
+                                                  tiny_model_path: Path) -> None:
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(tiny_model_path)
+    dialog = win.show_training()
+    with qtbot.waitSignal(_scan(dialog, small_data).finished, timeout=WAIT):
+        pass
+    assert dialog.scan["pairs"] == 20 and dialog.scan["patients"] == 2 and dialog.start_button.isEnabled()
+    assert dialog.preview.count() >= 1  # pairing preview thumbnails
+    out = tmp_path / "models" / "retrained.h5"
+    _configure(dialog, out, epochs=1)
+    with qtbot.waitSignal(dialog.finished_training, timeout=WAIT) as done:
+        dialog.start()
+    assert done.args == ["done"], dialog.log.toPlainText()[-3000:]
+    assert len(dialog.epoch_x) == 1 and len(dialog.dice_y) == 1 and dialog.batch_x  # curves got points
+    assert out.is_file() and dialog.use_button.isEnabled() and "Best validation Dice" in dialog.summary.text()
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        dialog.use_button.click()
+    assert win.model.path == out and win.model.input_hw == (64, 64)
+
+
+@pytest.mark.lgg
+@pytest.mark.slow
+def test_cancel_leaves_no_partial_file_and_resume_works(qtbot, small_data: Path, tmp_path: Path) -> None:
+    dialog = TrainDialog()
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(_scan(dialog, small_data).finished, timeout=WAIT):
+        pass
+    out = tmp_path / "m" / "c.h5"
+    _configure(dialog, out, epochs=40)
+
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.proc is None or any(e.get("event") == "checkpoint" for e in dialog.events),
+                    timeout=WAIT)
+    assert dialog.proc is not None, dialog.log.toPlainText()[-3000:]  # still training, epoch 1 saved
+    with qtbot.waitSignal(dialog.finished_training, timeout=WAIT) as done:
+        dialog.cancel()  # during epoch 2
+    assert done.args == ["cancelled"]
+    files = sorted(p.name for p in out.parent.iterdir())
+    assert files == ["c.h5", "c.last.h5", "c.split.json"]  # no temp or cancel files left
+    assert dialog.resume_button.isEnabled()
+    from unetpp_gui.core.metadata import read_metadata
+
+    epoch = read_metadata(out.with_name("c.last.h5")).training["epoch"]
+    dialog.epochs.setValue(epoch + 1)
+    with qtbot.waitSignal(dialog.finished_training, timeout=WAIT) as done2:
+        dialog.start(resume=True)
+    assert done2.args == ["done"]
+    assert read_metadata(out.with_name("c.last.h5")).training["epoch"] == epoch + 1
+
+
+def test_bad_folders_give_clear_messages(qtbot, tmp_path: Path) -> None:
+    dialog = TrainDialog()
+    qtbot.addWidget(dialog)
+    dialog.set_data(str(tmp_path / "missing"))
+    assert "is not a folder" in dialog.scan_label.text() and not dialog.start_button.isEnabled()
+    empty = tmp_path / "empty"
+    (empty / "p1").mkdir(parents=True)
+    (empty / "p1" / "a.png").write_bytes(b"x")
+    with qtbot.waitSignal(_scan(dialog, empty).finished, timeout=WAIT):
+        pass
+    assert "No image/mask pairs found" in dialog.scan_label.text()
+    assert "no mask found" in dialog.problems.toPlainText()
+
+
+def _scan(dialog: TrainDialog, folder: Path):
+    dialog.data_edit.setText(str(folder))
+    return dialog.scan_data()

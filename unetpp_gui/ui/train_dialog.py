@@ -1,0 +1,463 @@
+"""Training → Train model…: retrain in a separate process with live curves, cancel and resume.
+
+The training module runs as a child process (``python -m training train`` from source, the
+executable itself with ``UNETPP_TRAINING_CHILD=1`` when frozen), so a crash or a cancel never takes
+the viewer down and training never competes with the GUI for the interpreter. Progress arrives as
+JSON lines on the child's stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+    QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from unetpp_gui import workers
+
+
+def training_command(args: list[str]) -> tuple[str, list[str], dict[str, str]]:
+    """Program, arguments and extra environment that start the training module."""
+    if getattr(sys, "frozen", False):
+        return sys.executable, ["--train-child", *args], {"UNETPP_TRAINING_CHILD": "1"}
+    return sys.executable, ["-m", "training", *args], {}
+
+
+class TrainDialog(QDialog):
+    use_model = Signal(str)  # path of the trained model
+    finished_training = Signal(str)  # final status: done / cancelled / stopped_early / error / crashed
+
+    def __init__(self, current_model: str | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Train model")
+        self.setAcceptDrops(True)
+        self.current_model = current_model
+        self.proc: QProcess | None = None
+        self.scan: Any = None
+        self.result: dict[str, Any] = {}
+        self.events: list[dict[str, Any]] = []
+        self._stdout_buffer = b""
+        self._build()
+        self.resize(1100, 760)
+
+    # ----- layout --------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.data_edit = QLineEdit()
+        self.data_edit.setPlaceholderText("Folder with <name>.png + <name>_mask.png (or images/ + masks/); drop it here")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_data)
+        self.data_edit.editingFinished.connect(self.scan_data)
+        self.scan_label = QLabel("No data chosen.")
+        self.scan_label.setWordWrap(True)
+        self.problems = QPlainTextEdit()
+        self.problems.setReadOnly(True)
+        self.problems.setMaximumHeight(70)
+        self.preview = QHBoxLayout()
+        data_box = QGroupBox("Data")
+        dl = QVBoxLayout(data_box)
+        row = QHBoxLayout()
+        row.addWidget(self.data_edit, 1)
+        row.addWidget(browse)
+        dl.addLayout(row)
+        dl.addWidget(self.scan_label)
+        dl.addLayout(self.preview)
+        dl.addWidget(self.problems)
+
+        self.arch = QComboBox()
+        self.arch.addItems(["unetpp", "unet"])
+        self.arch.setToolTip("UNet++ (nested dense skips) or the plain U-Net on the same blocks")
+        self.filters = self._spin(4, 64, 16, "Filters at the top level; doubles per level. 16 suits a CPU.")
+        self.size = self._spin(32, 512, 256, "Slices are resized to this square size.", step=16)
+        self.deep = QCheckBox("Deep supervision (heads on X_0_1..X_0_4; allows pruned inference)")
+        self.epochs = self._spin(1, 500, 20, "Passes over the training data.")
+        self.batch = self._spin(1, 64, 8, "Slices per step.")
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(5)
+        self.lr.setRange(1e-5, 1e-1)
+        self.lr.setSingleStep(1e-4)
+        self.lr.setValue(1e-4)
+        self.lr.setToolTip("Adam learning rate (the prototype used 1e-4).")
+        self.val_fraction = QDoubleSpinBox()
+        self.val_fraction.setRange(0.05, 0.5)
+        self.val_fraction.setSingleStep(0.05)
+        self.val_fraction.setValue(0.2)
+        self.val_fraction.setToolTip("Share of patients held out for validation (never split by slice).")
+        self.loss = QComboBox()
+        self.loss.addItems(["bce", "bce_dice"])
+        self.loss.setToolTip("Binary cross-entropy (prototype) or BCE + Dice (better for small tumours).")
+        self.augment = QCheckBox("Augmentation (flip, rotation, zoom, intensity)")
+        self.augment.setChecked(True)
+        self.mixed = QCheckBox("Mixed precision (bfloat16; CPUs with AVX512-BF16/AMX)")
+        self.finetune = QCheckBox("Start from the current model (fine-tune)")
+        self.finetune.setEnabled(bool(self.current_model))
+        self.max_slices = self._spin(0, 100000, 0, "Use at most this many slices per split (0 = all): for a quick trial.")
+        self.out_edit = QLineEdit(str(Path.home() / "unetpp_model.h5"))
+        out_browse = QPushButton("…")
+        out_browse.clicked.connect(self._browse_out)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.out_edit, 1)
+        out_row.addWidget(out_browse)
+        form = QFormLayout()
+        for label, w in (("Architecture", self.arch), ("Base filters", self.filters), ("Input size", self.size),
+                         ("", self.deep), ("Epochs", self.epochs), ("Batch size", self.batch),
+                         ("Learning rate", self.lr), ("Validation patients", self.val_fraction), ("Loss", self.loss),
+                         ("", self.augment), ("", self.mixed), ("", self.finetune),
+                         ("Max slices (quick trial)", self.max_slices)):
+            form.addRow(label, w)
+        form.addRow("Output model", out_row)
+        settings_box = QGroupBox("Settings")
+        settings_box.setLayout(form)
+
+        self.start_button = QPushButton("Start")
+        self.resume_button = QPushButton("Resume last checkpoint")
+        self.cancel_button = QPushButton("Cancel")
+        self.use_button = QPushButton("Use this model")
+        self.cancel_button.setEnabled(False)
+        self.use_button.setEnabled(False)
+        self.start_button.clicked.connect(lambda: self.start(resume=False))
+        self.resume_button.clicked.connect(lambda: self.start(resume=True))
+        self.cancel_button.clicked.connect(self.cancel)
+        self.use_button.clicked.connect(self._use)
+        self.out_edit.textChanged.connect(self._update_resume)
+        self._update_resume()
+
+        self.plot = pg.PlotWidget(title="Loss and validation Dice per epoch")
+        self.plot.addLegend()
+        self.plot.setLabel("bottom", "epoch")
+        self.curve_loss = self.plot.plot([], [], pen=pg.mkPen("#1a73e8", width=2), symbol="o", symbolSize=5, name="loss")
+        self.curve_val_loss = self.plot.plot([], [], pen=pg.mkPen("#e37400", width=2), symbol="o", symbolSize=5,
+                                             name="val loss")
+        self.curve_dice = self.plot.plot([], [], pen=pg.mkPen("#188038", width=2), symbol="t", symbolSize=6,
+                                         name="val Dice")
+        self.batch_plot = pg.PlotWidget(title="Training loss per batch (smoothed)")
+        self.batch_plot.setLabel("bottom", "step")
+        self.curve_batch = self.batch_plot.plot([], [], pen=pg.mkPen("#1a73e8"))
+        self.progress = QProgressBar()
+        self.progress_label = QLabel("")
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(2000)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+
+        left = QVBoxLayout()
+        left.addWidget(data_box)
+        left.addWidget(settings_box)
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.resume_button, self.cancel_button, self.use_button):
+            buttons.addWidget(b)
+        left.addLayout(buttons)
+        right = QVBoxLayout()
+        right.addWidget(self.plot, 2)
+        right.addWidget(self.batch_plot, 1)
+        right.addWidget(self.progress)
+        right.addWidget(self.progress_label)
+        right.addWidget(self.summary)
+        right.addWidget(self.log, 1)
+        top = QHBoxLayout(self)
+        top.addLayout(left, 1)
+        top.addLayout(right, 1)
+        self.epoch_x: list[int] = []
+        self.loss_y: list[float] = []
+        self.val_loss_y: list[float] = []
+        self.dice_y: list[float] = []
+        self.batch_x: list[int] = []
+        self.batch_y: list[float] = []
+
+    @staticmethod
+    def _spin(lo: int, hi: int, value: int, tip: str, step: int = 1) -> QSpinBox:
+        s = QSpinBox()
+        s.setRange(lo, hi)
+        s.setSingleStep(step)
+        s.setValue(value)
+        s.setToolTip(tip)
+        return s
+
+    # ----- data -----------------------------------------------------------------------------------
+    def set_data(self, folder: str) -> None:
+        self.data_edit.setText(folder)
+        self.scan_data()
+
+    def scan_data(self) -> Any:
+        folder = self.data_edit.text().strip()
+        if not folder:
+            return None
+        if not Path(folder).is_dir():
+            self._data_problem(f"{folder} is not a folder.")
+            return None
+        self.scan_label.setText("Scanning…")
+        worker = workers.create_worker(_scan_folder, folder, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_scan)
+        worker.errored.connect(lambda e: self._data_problem(f"Could not read {folder}: {e}"))
+        self._scan_worker = worker
+        worker.start()
+        return worker
+
+    def _data_problem(self, text: str) -> None:
+        self.scan = None
+        self.scan_label.setText(f"<span style='color:#c5221f'>{text}</span>")
+        self.start_button.setEnabled(False)
+
+    def _on_scan(self, result: dict[str, Any]) -> None:
+        self.scan = result
+        self.problems.setPlainText("\n".join(result["problems"][:200]) or "No problems found.")
+        if result["pairs"] == 0:
+            self._data_problem("No image/mask pairs found: each slice needs <name>_mask.png beside it "
+                               "(or images/ and masks/ folders).")
+            return
+        if result["patients"] < 2:
+            self._data_problem(f"{result['pairs']} pairs from one patient: validation needs slices from "
+                               "at least 2 patients (one folder per patient).")
+            return
+        self.scan_label.setText(f"{result['images']} images, {result['pairs']} with masks, "
+                                f"{result['patients']} patients, {result['tumour']} tumour slices; "
+                                f"{len(result['problems'])} problem(s).")
+        while self.preview.count():
+            item = self.preview.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
+        for thumb in result["previews"]:
+            label = QLabel()
+            h, w = thumb.shape[:2]
+            img = QImage(thumb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+            label.setPixmap(QPixmap.fromImage(img))
+            self.preview.addWidget(label)
+        self.start_button.setEnabled(True)
+
+    # ----- running ---------------------------------------------------------------------------------
+    def arguments(self, resume: bool = False) -> list[str]:
+        out = self.out_edit.text().strip()
+        args = ["train", "--data", self.data_edit.text().strip(), "--out", out, "--progress-json",
+                "--cancel-file", str(self.cancel_file())]
+        if resume:
+            return args + ["--resume", str(_last_path(out)), "--epochs", str(self.epochs.value())]
+        args += ["--architecture", self.arch.currentText(), "--base-filters", str(self.filters.value()),
+                 "--image-size", str(self.size.value()), "--epochs", str(self.epochs.value()),
+                 "--batch-size", str(self.batch.value()), "--learning-rate", str(self.lr.value()),
+                 "--val-fraction", str(self.val_fraction.value()), "--loss", self.loss.currentText()]
+        if self.deep.isChecked():
+            args.append("--deep-supervision")
+        if not self.augment.isChecked():
+            args.append("--no-augment")
+        if self.mixed.isChecked():
+            args.append("--mixed-precision")
+        if self.finetune.isChecked() and self.current_model:
+            args += ["--init-from", self.current_model]
+        if self.max_slices.value():
+            args += ["--max-slices", str(self.max_slices.value())]
+        return args
+
+    def cancel_file(self) -> Path:
+        out = Path(self.out_edit.text().strip())
+        return out.with_name(f".{out.stem}.cancel")
+
+    def start(self, resume: bool = False) -> QProcess | None:
+        out = self.out_edit.text().strip()
+        if not out.endswith(".h5"):
+            self.summary.setText("The output model must be a .h5 file.")
+            return None
+        try:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.summary.setText(f"Cannot write to {Path(out).parent}: {exc}")
+            return None
+        self.cancel_file().unlink(missing_ok=True)
+        program, args, env = training_command(self.arguments(resume))
+        proc = QProcess(self)
+        penv = QProcessEnvironment.systemEnvironment()
+        for k, v in {**env, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}.items():
+            penv.insert(k, v)
+        proc.setProcessEnvironment(penv)
+        proc.readyReadStandardOutput.connect(self._read_stdout)
+        proc.readyReadStandardError.connect(lambda: self._append_log(bytes(proc.readAllStandardError()).decode(errors="replace")))
+        proc.finished.connect(self._on_finished)
+        self.events.clear()
+        self.result = {}
+        for series in (self.epoch_x, self.loss_y, self.val_loss_y, self.dice_y, self.batch_x, self.batch_y):
+            series.clear()
+        self._redraw()
+        self.log.appendPlainText(f"$ {program} {' '.join(args)}")
+        self.proc = proc
+        proc.start(program, args)
+        self.start_button.setEnabled(False)
+        self.resume_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.use_button.setEnabled(False)
+        self.summary.setText("Training…")
+        return proc
+
+    def cancel(self) -> None:
+        """Ask the child to stop between batches; kill it if it has not stopped in 30 s."""
+        if self.proc is None:
+            return
+        self.cancel_file().touch()
+        self.summary.setText("Cancelling after the current batch…")
+        proc = self.proc
+        QTimer.singleShot(30_000, lambda: proc.kill() if proc.state() != QProcess.NotRunning else None)
+
+    def _read_stdout(self) -> None:
+        assert self.proc is not None
+        self._stdout_buffer += bytes(self.proc.readAllStandardOutput())
+        *lines, self._stdout_buffer = self._stdout_buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode(errors="replace").strip()
+            if not line:
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                self._append_log(line)
+                continue
+            self.events.append(ev)
+            self._on_event(ev)
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("event")
+        if kind == "start":
+            self.steps = int(ev["steps"])
+            self.progress.setRange(0, int(ev["epochs"]) * self.steps)
+            self._append_log(f"training on {ev['train_slices']} slices ({ev['train_patients']} patients), "
+                             f"validating on {ev['val_slices']} ({ev['val_patients']} patients)")
+        elif kind == "batch":
+            step = (int(ev["epoch"]) - 1) * self.steps + int(ev["step"])
+            self.progress.setValue(step)
+            loss = float(ev["loss"])
+            smooth = loss if not self.batch_y else 0.9 * self.batch_y[-1] + 0.1 * loss
+            self.batch_x.append(step)
+            self.batch_y.append(smooth)
+            eta = ev.get("eta")
+            self.progress_label.setText(f"epoch {ev['epoch']}/{ev['epochs']}, step {ev['step']}/{ev['steps']}, "
+                                        f"elapsed {ev['elapsed']:.0f} s, ETA {'?' if eta is None else f'{eta:.0f} s'}")
+            self._redraw()
+        elif kind == "epoch":
+            dice_key = next((k for k in ev if k.startswith("val_") and k.endswith("dice")), None)
+            self.epoch_x.append(int(ev["epoch"]))
+            self.loss_y.append(float(ev["loss"]))
+            self.val_loss_y.append(float(ev.get("val_loss", np.nan)))
+            self.dice_y.append(float(ev[dice_key]) if dice_key else np.nan)
+            self._append_log(f"epoch {ev['epoch']}: loss {ev['loss']:.4f}, val loss {ev.get('val_loss', float('nan')):.4f}"
+                             + (f", val Dice {ev[dice_key]:.4f}" if dice_key else ""))
+            self._redraw()
+        elif kind == "checkpoint":
+            self._append_log(f"saved {ev['kind']} checkpoint (epoch {ev['epoch']}): {ev['path']}")
+        elif kind in ("done", "cancelled", "stopped_early", "error"):
+            self.result = ev
+
+    def _redraw(self) -> None:
+        self.curve_loss.setData(self.epoch_x, self.loss_y)
+        self.curve_val_loss.setData(self.epoch_x, self.val_loss_y)
+        self.curve_dice.setData(self.epoch_x, self.dice_y)
+        self.curve_batch.setData(self.batch_x, self.batch_y)
+
+    def _on_finished(self, code: int, _status: Any) -> None:
+        self._read_stdout()
+        self.cancel_file().unlink(missing_ok=True)
+        self.proc = None
+        kind = self.result.get("event", "crashed")
+        out = self.out_edit.text().strip()
+        if kind == "error":
+            text = f"Training could not start: {self.result.get('message')}"
+        elif kind == "crashed":
+            text = f"The training process ended unexpectedly (exit code {code}); see the log. Files on disk hold complete epochs only."
+        else:
+            best = self.result.get("best_dice")
+            text = (f"{'Cancelled' if kind == 'cancelled' else 'Finished'} after {self.result.get('epochs_run', 0)} "
+                    f"epoch(s). Best validation Dice: {'n/a' if best is None else f'{best:.4f}'} "
+                    f"(epoch {self.result.get('best_epoch')}).")
+            if self.result.get("best_path"):
+                text += f"\nBest model: {self.result['best_path']}"
+            if _last_path(out).exists():
+                text += f"\nResumable checkpoint: {_last_path(out)}"
+        self.summary.setText(text)
+        self.start_button.setEnabled(self.scan is not None)
+        self.cancel_button.setEnabled(False)
+        self.use_button.setEnabled(bool(self.result.get("best_path")) and Path(out).exists())
+        self._update_resume()
+        self.finished_training.emit(kind)
+
+    def _use(self) -> None:
+        self.use_model.emit(self.out_edit.text().strip())
+
+    def _update_resume(self) -> None:
+        self.resume_button.setEnabled(self.proc is None and _last_path(self.out_edit.text().strip()).exists())
+
+    def _append_log(self, text: str) -> None:
+        for line in text.rstrip().splitlines():
+            if line.strip() and not line.startswith(("I0000", "WARNING: All log messages")):
+                self.log.appendPlainText(line)
+
+    def _browse_data(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Training data folder")
+        if folder:
+            self.set_data(folder)
+
+    def _browse_out(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save model as", self.out_edit.text(), "Keras HDF5 (*.h5)")
+        if path:
+            self.out_edit.setText(path if path.endswith(".h5") else path + ".h5")
+
+    def dragEnterEvent(self, event: Any) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: Any) -> None:
+        for url in event.mimeData().urls():
+            if url.isLocalFile() and Path(url.toLocalFile()).is_dir():
+                self.set_data(url.toLocalFile())
+                break
+        event.acceptProposedAction()
+
+    def closeEvent(self, event: Any) -> None:
+        if self.proc is not None:
+            self.cancel()
+        super().closeEvent(event)
+
+
+def _last_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}.last{out.suffix}")
+
+
+def _scan_folder(folder: str) -> dict[str, Any]:
+    """Pairs, patients, tumour slices and a few preview thumbnails (runs on a worker)."""
+    from training.data import find_pairs
+    from unetpp_gui.core.discovery import discover
+    from unetpp_gui.core.errors import ImageError
+    from unetpp_gui.core.image_io import load_image, load_mask
+    from unetpp_gui.core.overlay import render_overlay
+
+    scan = find_pairs([folder])
+    images = len(discover([folder]).slices)
+    tumour = 0
+    problems = list(scan.problems)
+    previews = []
+    for k, pair in enumerate(scan.pairs):
+        try:
+            mask = load_mask(pair.mask)
+        except ImageError as exc:
+            problems.append(str(exc))
+            continue
+        tumour += bool(mask.any())
+        if mask.any() and len(previews) < 4 and k % 3 == 0:
+            try:
+                img = load_image(pair.image)
+                if img.shape[:2] != mask.shape:
+                    problems.append(f"{pair.image.name}: size {img.shape[1]}x{img.shape[0]} differs from its mask")
+                    continue
+                ov = render_overlay(img, mask, mode="contour")[:, :, :3]
+                step = max(1, ov.shape[0] // 110)
+                previews.append(np.ascontiguousarray(ov[::step, ::step]))
+            except ImageError as exc:
+                problems.append(str(exc))
+    return {"images": images, "pairs": len(scan.pairs), "patients": len(scan.patients), "tumour": tumour,
+            "problems": problems, "previews": previews}
