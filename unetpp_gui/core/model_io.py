@@ -125,7 +125,8 @@ class LoadedModel:
                     y = tf.nn.softmax(y, axis=-1)
                 return y[..., channel]
 
-            @tf.function(input_signature=[tf.TensorSpec([None, hw[0], hw[1], self.channels], tf.float32)])
+            @tf.function(input_signature=[tf.TensorSpec([None, hw[0], hw[1], self.channels], tf.float32)],
+                         autograph=False)
             def run(x):  # one traced graph per input size
                 if not tta:
                     return prob(x), tf.zeros([0], tf.float32)

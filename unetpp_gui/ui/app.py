@@ -52,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     window = MainWindow()
     window.show()
     shown = time.monotonic() - t0
+    if os.environ.get("UNETPP_TIMING"):  # for benchmarks/bench_gui.py: seconds since the process started
+        _report_timing(window)
     window.status.setText(f"Window ready in {shown:.2f} s; loading the model in the background…")
 
     def start() -> None:
@@ -69,6 +71,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         _arm_snapshot(app, window, Path(args.snapshot), args.select, args.snapshot_timeout, bool(args.paths))
     QTimer.singleShot(0, start)
     return app.exec()
+
+
+def _process_age() -> float:
+    """Seconds since this process started (Linux: from /proc; elsewhere since import)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
+
+
+_IMPORTED = time.monotonic()
+
+
+def _report_timing(window) -> None:
+    print(f"timing: window_shown {_process_age():.3f}", file=sys.stderr, flush=True)
+    done = []
+
+    def first(_path) -> None:
+        if not done and window.panels.overlay is not None:
+            done.append(1)
+            print(f"timing: first_overlay {_process_age():.3f}", file=sys.stderr, flush=True)
+
+    window.slice_shown.connect(first)
 
 
 def _arm_snapshot(app, window, out: Path, select: int, timeout: float, has_paths: bool) -> None:

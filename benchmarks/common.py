@@ -1,0 +1,68 @@
+"""Shared helpers for the benchmark scripts: machine facts, data, the model, a timer."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+LGG = Path(os.environ.get("UNETPP_LGG", ROOT.parent / "shared" / "data" / "lgg"))
+
+
+def machine() -> str:
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+        model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                      if l.startswith("model name")), platform.processor())
+    except OSError:
+        model = platform.processor()
+    wanted = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
+    import tensorflow as tf
+
+    return (f"{os.cpu_count()} cores, {model}, flags: {' '.join(wanted)}; Python {platform.python_version()}, "
+            f"TensorFlow {tf.__version__}")
+
+
+def lgg_slices(n: int, patients: list[str] | None = None) -> list[Path]:
+    from unetpp_gui.core.discovery import discover
+
+    if not LGG.is_dir():
+        sys.exit(f"LGG data not found at {LGG}")
+    folders = [LGG / p for p in patients] if patients else sorted(LGG.glob("TCGA_*"))
+    out: list[Path] = []
+    for folder in folders:
+        out.extend(discover([folder]).slices)
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
+def model_path() -> Path:
+    from unetpp_gui.resources import bundled_model_path
+
+    return Path(os.environ.get("UNETPP_BENCH_MODEL", bundled_model_path()))
+
+
+def validation_patients() -> list[str]:
+    from unetpp_gui.core.metadata import read_metadata
+
+    return list(read_metadata(model_path()).training.get("split", {}).get("validation", []))
+
+
+@contextmanager
+def timer() -> Iterator[list[float]]:
+    box: list[float] = []
+    t0 = time.perf_counter()
+    yield box
+    box.append(time.perf_counter() - t0)

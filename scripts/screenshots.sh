@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Regenerate the README screenshots: the real app in a real window under Xvfb, on the bundled
+# model and slices of validation patients (never trained on) from the LGG data in ../shared;
+# nothing from the data set is committed.
+# Needs: apt-get install xvfb xauth; the venv from README's Quick start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LGG=${LGG:-../shared/data/lgg}
+OUT=docs/screenshots
+mkdir -p "$OUT"
+run() { xvfb-run -a -s "-screen 0 1680x1050x24" .venv/bin/unetpp-gui "$@"; }
+run "$LGG/TCGA_CS_4943_20000902" --snapshot "$OUT/viewer.png" --select 14
+run "$LGG/TCGA_DU_7304_19930325" "$LGG/TCGA_HT_7881_19981015" --snapshot "$OUT/batch.png" --select 30
+.venv/bin/unetpp info --diagram "$OUT/architecture.png" >/dev/null
+.venv/bin/unetpp info --diagram docs/architecture.svg >/dev/null
+ls -la "$OUT"
