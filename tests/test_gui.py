@@ -62,7 +62,7 @@ def test_real_slice_panels_labels_and_live_thresholds(qtbot, window: MainWindow,
         assert window.results.dice.text() == f"{d.dice:.3f}"
         assert int(p.mask.sum()) == d.mask_pixels
         assert window.predicted_count == calls  # no model call for a threshold change
-    window.controls.heatmap.setChecked(True)
+    window.controls.mask_view.setCurrentText("probability")
     assert window.panels.titles[1].text == "Probability"
     window.controls.mode.setCurrentText("contour")
     window.reset_thresholds()
@@ -166,3 +166,31 @@ def test_settings_are_remembered(qtbot, tmp_path: Path, tiny_model_path: Path) -
     qtbot.addWidget(win2)
     assert win2.controls.color.name() == "#00ff00" and win2.controls.opacity.value() == 70
     assert win2._last_dir() == str(tmp_path)
+
+
+def test_pruned_and_tta_inference_from_the_menu(qtbot, tmp_path: Path, phantom_folder: Path) -> None:
+    from training.models import build_unetpp
+    from training.saving import save_model
+    from unetpp_gui.core.metadata import ModelMetadata
+
+    path = tmp_path / "ds.h5"
+    save_model(build_unetpp((64, 64, 3), base_filters=2, depth=3, deep_supervision=True), path,
+               ModelMetadata(name="ds"))
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(path)
+    assert win.level_actions[1].isEnabled() and not win.level_actions[3].isEnabled()  # depth 3: heads L1, L2
+    _open_and_wait(qtbot, win, [phantom_folder])
+    full_params = win.model.n_params
+    with qtbot.waitSignal(win.predictions_finished, timeout=WAIT):
+        win.level_actions[1].trigger()
+    assert win.model.prune_level == 1 and win.model.n_params < full_params
+    assert "pruned L1" in win.results.model.text() and win.level_actions[1].isChecked()
+    with qtbot.waitSignal(win.predictions_finished, timeout=WAIT):
+        win.tta_action.trigger()
+    assert win.model.tta and win.model.prune_level == 1
+    win.slice_list.setCurrentRow(0)
+    win.controls.mask_view.setCurrentText("uncertainty")
+    assert win.panels.titles[1].text == "Uncertainty (TTA spread)"
+    assert win.store.full(win.current).std_q.shape == (64, 64)

@@ -15,10 +15,10 @@ from superqt.utils import create_worker
 __all__ = ["create_worker", "discover_worker", "load_model_worker", "predict_worker"]
 
 
-def _load_model(path: str | Path, trust: bool) -> Any:
+def _load_model(path: str | Path, trust: bool, prune_level: int | None = None, tta: bool = False) -> Any:
     from unetpp_gui.core.model_io import load_model
 
-    model = load_model(path, trust=trust)
+    model = load_model(path, trust=trust, prune_level=prune_level, tta=tta)
     # Warm up: trace the graph once here, so the first real slice is not slowed by it.
     if model.input_hw is not None:
         import numpy as np
@@ -27,9 +27,10 @@ def _load_model(path: str | Path, trust: bool) -> Any:
     return model
 
 
-def load_model_worker(path: str | Path, trust: bool = False) -> Any:
+def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | None = None,
+                      tta: bool = False) -> Any:
     """Worker returning a LoadedModel (``returned``) or raising ModelError (``errored``)."""
-    return create_worker(_load_model, path, trust, _start_thread=False, _ignore_errors=True)
+    return create_worker(_load_model, path, trust, prune_level, tta, _start_thread=False, _ignore_errors=True)
 
 
 def _discover(paths: list[str]) -> Any:

@@ -136,16 +136,32 @@ class MainWindow(QMainWindow):
         action(view, "&Architecture…", self.show_architecture, "Ctrl+Shift+A")
         view.addAction(self.batch_dock.toggleViewAction())
         self.menu_view = view
+        model_menu = self.menuBar().addMenu("&Model")
+        action(model_menu, "&Open model…", self._open_model_dialog)
+        model_menu.addSeparator()
+        self.level_actions: dict[int | None, QAction] = {}
+        for level in (None, 1, 2, 3):
+            act = action(model_menu, "Full network" if level is None else f"Pruned to level L{level} (faster)",
+                         lambda _=False, lv=level: self.set_inference(prune_level=lv))
+            act.setCheckable(True)
+            self.level_actions[level] = act
+        model_menu.addSeparator()
+        self.tta_action = action(model_menu, "&Test-time augmentation (mirror; shows uncertainty)",
+                                 lambda checked=False: self.set_inference(tta=checked))
+        self.tta_action.setCheckable(True)
+        self._sync_inference_menu()
         self.menu_training = self.menuBar().addMenu("&Training")
         action(self.menu_training, "&Train model…", self.show_training, "Ctrl+T")
         help_menu = self.menuBar().addMenu("&Help")
         action(help_menu, "&About", self.show_about)
 
     # ----- model -------------------------------------------------------------------------------
-    def load_model(self, path: str | Path, trust: bool = False) -> None:
+    def load_model(self, path: str | Path, trust: bool = False, prune_level: int | None = None,
+                   tta: bool = False) -> None:
         """Load a model in the background; the current one stays active until the new one works."""
         self.status.setText(f"Loading model {Path(path).name} in the background…")
-        worker = workers.load_model_worker(path, trust)
+        self._trust = trust
+        worker = workers.load_model_worker(path, trust, prune_level, tta)
         worker.returned.connect(self._on_model_loaded)
         worker.errored.connect(self._on_model_error)
         self._track(worker)
@@ -157,7 +173,9 @@ class MainWindow(QMainWindow):
         old = self.model
         self.model = model
         meta = model.metadata
-        self.results.model.setText(f"{model.name} ({model.n_params:,} parameters)")
+        variant = (f", pruned L{model.prune_level}" if model.prune_level else "") + (", TTA" if model.tta else "")
+        self.results.model.setText(f"{model.name} ({model.n_params:,} parameters{variant})")
+        self._sync_inference_menu()
         self.results.model.setToolTip(str(model.path))
         self.controls.set_thresholds(meta.pixel_threshold, meta.decision_threshold)
         self._say(f"Model {model.name} ready.")
@@ -177,6 +195,24 @@ class MainWindow(QMainWindow):
         box.setModal(False)
         box.show()  # non-blocking
         self.model_failed.emit(msg)
+
+    def set_inference(self, prune_level: Any = "keep", tta: Any = "keep") -> None:
+        """Reload the current model file pruned to a level and/or with test-time augmentation."""
+        if self.model is None:
+            return
+        level = self.model.prune_level if prune_level == "keep" else prune_level
+        use_tta = self.model.tta if tta == "keep" else bool(tta)
+        self.load_model(self.model.path, getattr(self, "_trust", False), level, use_tta)
+
+    def _sync_inference_menu(self) -> None:
+        if not hasattr(self, "level_actions"):
+            return
+        m = self.model
+        for level, act in self.level_actions.items():
+            act.setEnabled(m is not None and (level is None or level in m.prune_levels))
+            act.setChecked(m is not None and m.prune_level == level)
+        self.tta_action.setEnabled(m is not None)
+        self.tta_action.setChecked(bool(m is not None and m.tta))
 
     def reset_thresholds(self) -> None:
         if self.model is not None:
@@ -321,7 +357,7 @@ class MainWindow(QMainWindow):
         overlay = render_overlay(full.image, mask, c.rgb, c.opacity.value() / 100, c.mode.currentText(),
                                  full.gt if c.show_gt.isChecked() else None)
         self.panels.show_slice(full.image, full.gt, c.show_gt.isChecked())
-        self.panels.show_result(full.prob_q, mask, overlay, c.heatmap.isChecked())
+        self.panels.show_result(full.prob_q, mask, overlay, c.mask_view.currentText(), full.std_q)
         self.results.show_derived(self.store.derived(path, t))
         self.slice_shown.emit(path)
 

@@ -80,15 +80,19 @@ class ImagePanels(QWidget):
         self.gt_item.setImage(rgba, autoLevels=False, levels=(0, 255))
 
     def show_result(self, prob_q: np.ndarray | None, mask: np.ndarray | None, overlay: np.ndarray | None,
-                    heatmap: bool) -> None:
+                    view: str = "mask", std_q: np.ndarray | None = None) -> None:
+        """``view``: "mask", "probability" or "uncertainty" (spread of the TTA passes)."""
         self.prob_q, self.mask, self.overlay = prob_q, mask, overlay
         if prob_q is None or mask is None or overlay is None:
             self.mask_item.clear()
             self.overlay_item.clear()
             return
-        if heatmap:
+        if view == "probability":
             self.mask_item.setImage(prob_q, lut=self.heat_lut, levels=(0, 255), autoLevels=False)
             self.titles[1].setText("Probability")
+        elif view == "uncertainty" and std_q is not None:
+            self.mask_item.setImage(std_q, lut=self.heat_lut, levels=(0, 128), autoLevels=False)
+            self.titles[1].setText("Uncertainty (TTA spread)")
         else:
             self.mask_item.setImage(mask.astype(np.uint8) * 255, lut=None, levels=(0, 255), autoLevels=False)
             self.titles[1].setText("Mask")
