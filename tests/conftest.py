@@ -90,3 +90,20 @@ def tiny_model(tiny_model_path: Path):
     from unetpp_gui.core.model_io import load_model
 
     return load_model(tiny_model_path)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, tiny_model_path: Path):
+    """A shown main window (settings in a temp file) with the tiny model loaded."""
+    from PySide6.QtCore import QSettings
+
+    from unetpp_gui.ui.main_window import MainWindow
+
+    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat), batch_size=4)
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.model_changed, timeout=120_000):
+        win.load_model(tiny_model_path)
+    yield win
+    win.cancel_predictions()
+    qtbot.waitUntil(lambda: not win.busy(), timeout=120_000)

@@ -37,18 +37,6 @@ def study(tmp_path: Path, lgg: Path) -> Path:
     return tmp_path / "study"
 
 
-@pytest.fixture
-def window(qtbot, tmp_path: Path, tiny_model_path: Path):
-    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), batch_size=4)
-    qtbot.addWidget(win)
-    win.show()
-    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
-        win.load_model(tiny_model_path)
-    yield win
-    win.cancel_predictions()
-    qtbot.waitUntil(lambda: not win.busy(), timeout=WAIT)
-
-
 def _visible(win: MainWindow) -> list[str]:
     proxy = win.batch.proxy
     return [proxy.index(r, 0).data() for r in range(proxy.rowCount())]

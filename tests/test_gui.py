@@ -21,19 +21,6 @@ from unetpp_gui.ui.main_window import MainWindow
 WAIT = 120_000
 
 
-@pytest.fixture
-def window(qtbot, tmp_path: Path, tiny_model_path: Path):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    win = MainWindow(settings=settings, batch_size=4)
-    qtbot.addWidget(win)
-    win.show()
-    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
-        win.load_model(tiny_model_path)
-    yield win
-    win.cancel_predictions()
-    qtbot.waitUntil(lambda: not win.busy(), timeout=WAIT)
-
-
 def _open_and_wait(qtbot, win: MainWindow, paths: list) -> None:
     with qtbot.waitSignal(win.predictions_finished, timeout=WAIT):
         win.open_paths(paths)

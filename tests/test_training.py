@@ -159,3 +159,16 @@ def test_cli_json_progress_and_cancel_leaves_only_complete_files(lgg: Path, tmp_
     from unetpp_gui.core.metadata import read_metadata
 
     assert read_metadata(out.with_name("c.last.h5")).training["epoch"] < 50
+
+
+def test_small_tumour_metrics() -> None:
+    prob = np.zeros((100, 100), np.uint8)
+    gt = np.zeros((100, 100), bool)
+    gt[:5, :10] = True  # 50 px = 0.5 % of the slice: small
+    prob[:5, :5] = 230  # half of it found
+    items = [Evaluated("A", Path("a.png"), SliceStats.from_map(prob, gt))]
+    m = metrics_at(items, 0.5, 0.001)
+    assert m["small_tumour_slices"] == 1
+    assert m["small_tumour_slice_dice_mean"] == pytest.approx(2 * 25 / 75)
+    assert m["small_tumour_sensitivity"] == 1.0  # 0.25 % > 0.1 %
+    assert metrics_at(items, 0.5, 0.01)["small_tumour_sensitivity"] == 0.0

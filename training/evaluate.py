@@ -23,6 +23,8 @@ from unetpp_gui.core.metrics import confusion, dice_from_counts, roc_auc
 from unetpp_gui.core.postprocess import SliceStats
 
 PIXEL_GRID = tuple(round(x, 2) for x in np.arange(0.1, 0.91, 0.05))
+#: A tumour is "small" when it covers less than this share of the slice (~655 px at 256x256).
+SMALL_TUMOUR = 0.01
 
 
 @dataclass
@@ -48,6 +50,7 @@ def metrics_at(items: Sequence[Evaluated], pixel_threshold: float, decision_thre
     """Per-patient 3-D Dice, tumour-slice Dice and slice-level detection at two thresholds."""
     per_patient: dict[str, list[int]] = {}
     slice_dice, labels, scores = [], [], []
+    small_dice, small_found = [], []
     for it in items:
         s = it.stats
         area = s.mask_pixels(pixel_threshold)
@@ -59,6 +62,9 @@ def metrics_at(items: Sequence[Evaluated], pixel_threshold: float, decision_thre
         has_tumour = bool(s.gt_pixels)
         if has_tumour:
             slice_dice.append(dice_from_counts(inter, area, int(s.gt_pixels or 0)))
+            if (s.gt_pixels or 0) < SMALL_TUMOUR * s.n_pixels:
+                small_dice.append(slice_dice[-1])
+                small_found.append(area / max(s.n_pixels, 1) > decision_threshold)
         labels.append(has_tumour)
         scores.append(area / max(s.n_pixels, 1))
     patient_dice = {p: dice_from_counts(*v) for p, v in sorted(per_patient.items())}
@@ -75,6 +81,9 @@ def metrics_at(items: Sequence[Evaluated], pixel_threshold: float, decision_thre
         "patient_dice_median": float(np.median(values)),
         "patient_dice_min": float(np.min(values)),
         "tumour_slice_dice_mean": float(np.mean(slice_dice)) if slice_dice else None,
+        "small_tumour_slices": len(small_dice),
+        "small_tumour_slice_dice_mean": float(np.mean(small_dice)) if small_dice else None,
+        "small_tumour_sensitivity": float(np.mean(small_found)) if small_found else None,
         "slice_auc": roc_auc(scores_a, labels_a),
         **{f"slice_{k}": v for k, v in det.items()},
         "per_patient_dice": patient_dice,
@@ -127,18 +136,20 @@ def markdown(report: dict[str, Any]) -> str:
     for title, m in report["results"].items():
         rows.append(f"| {title} | {fmt(m['pixel_threshold'])} | {fmt(m['decision_threshold'])} | "
                     f"{fmt(m['patient_dice_mean'])} | {fmt(m['patient_dice_median'])} | "
-                    f"{fmt(m['tumour_slice_dice_mean'])} | {fmt(m['slice_accuracy'])} | "
+                    f"{fmt(m['tumour_slice_dice_mean'])} | {fmt(m['small_tumour_slice_dice_mean'])} | "
+                    f"{fmt(m['slice_accuracy'])} | "
                     f"{fmt(m['slice_sensitivity'])} | {fmt(m['slice_specificity'])} | {fmt(m['slice_auc'])} |")
     first = next(iter(report["results"].values()))
     lines = [
         f"# Evaluation of {report['model']}",
         "",
-        f"{first['patients']} patients, {first['slices']} slices ({first['tumour_slices']} with tumour). "
+        f"{first['patients']} patients, {first['slices']} slices ({first['tumour_slices']} with tumour, "
+        f"{first['small_tumour_slices']} of them small: under {SMALL_TUMOUR:.0%} of the slice). "
         f"Model pass: {report['seconds']:.1f} s.",
         "",
         "| thresholds | pixel | area ratio | patient Dice mean | median | tumour-slice Dice | "
-        "accuracy | sensitivity | specificity | AUC |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "small-tumour slice Dice | accuracy | sensitivity | specificity | AUC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "Per-patient 3-D Dice (last row's thresholds):",

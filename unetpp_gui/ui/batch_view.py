@@ -151,6 +151,9 @@ class BatchView(QWidget):
         self.store = store
         self.model = ResultsTableModel(store, thresholds)
         self.proxy = FilterProxy()
+        # Re-sorting thousands of rows on every streamed result would stall the GUI: rows update in
+        # place, and sorting/filtering is redone at most twice a second (refresh()).
+        self.proxy.setDynamicSortFilter(False)
         self.proxy.setSourceModel(self.model)
         self.table = QTableView()
         self.table.setModel(self.proxy)
@@ -191,20 +194,36 @@ class BatchView(QWidget):
         csv_button.clicked.connect(self._export_csv_dialog)
         masks_button.clicked.connect(self._export_masks_dialog)
         self._summary_dirty = True
+        self._order_dirty = False
 
     # --- updates from the window ---
     def sync_rows(self) -> None:
         self.model.sync_rows()
         self._summary_dirty = True
+        self._order_dirty = True
 
     def slice_updated(self, path: Path) -> None:
         self.model.slice_updated(path)
         self._summary_dirty = True
+        self._order_dirty = True
+
+    def refresh(self, force: bool = False) -> None:
+        """Re-sort/re-filter and recompute the summary if results changed (timer-driven)."""
+        if self._order_dirty or force:
+            self._resort()
+        self.refresh_summary(force)
+
+    def _resort(self) -> None:
+        self._order_dirty = False
+        self.proxy.invalidate()
+        header = self.table.horizontalHeader()
+        if header.sortIndicatorSection() >= 0:
+            self.proxy.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
         self.model.set_thresholds(thresholds)
-        self.proxy.invalidate()
-        self.refresh_summary()
+        self._resort()
+        self.refresh_summary(force=True)
 
     def select(self, path: Path) -> None:
         src = self.model.index(self.store.index(path), 0)
@@ -265,6 +284,7 @@ class BatchView(QWidget):
 
     def _refilter(self) -> None:
         self.proxy.set_filter(self.filter_mode.currentText(), self.filter_text.text())
+        self._resort()
 
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid():

@@ -55,6 +55,7 @@ class MainWindow(QMainWindow):
         self._job_done = 0
         self._loading_model: Any = None
         self._jobs_alive: list[Any] = []  # keep workers referenced until they finish
+        self._closed = False  # worker signals can arrive after the window is gone
 
         self.slice_list = QListWidget()
         self.slice_list.setMinimumWidth(220)
@@ -80,7 +81,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.BottomDockWidgetArea, self.batch_dock)
         self._summary_timer = QTimer(self)
         self._summary_timer.setInterval(500)
-        self._summary_timer.timeout.connect(self.batch.refresh_summary)
+        self._summary_timer.timeout.connect(self.batch.refresh)
         self._summary_timer.start()
         self._build_menus()
 
@@ -169,6 +170,8 @@ class MainWindow(QMainWindow):
         worker.start()
 
     def _on_model_loaded(self, model: Any) -> None:
+        if self._closed:
+            return
         self._loading_model = None
         old = self.model
         self.model = model
@@ -187,6 +190,8 @@ class MainWindow(QMainWindow):
         self.schedule_predictions()
 
     def _on_model_error(self, exc: BaseException) -> None:
+        if self._closed:
+            return
         self._loading_model = None
         msg = str(exc)
         keep = f" The model {self.model.name} stays active." if self.model is not None else ""
@@ -233,6 +238,8 @@ class MainWindow(QMainWindow):
             self.settings.setValue("last_folder", folders[-1])
 
     def _on_discovered(self, found: Discovery) -> None:
+        if self._closed:
+            return
         for path, why in found.problems:
             self._say(f"{path}: {why}", error=True)
         added = self.store.add_paths(found.slices)
@@ -282,6 +289,8 @@ class MainWindow(QMainWindow):
             self._say("Prediction cancelled; finished slices are kept.")
 
     def _on_result(self, res: SliceResult) -> None:
+        if self._closed:
+            return
         self.store.put(res)
         self.predicted_count += 1
         self._job_done += 1
@@ -299,7 +308,7 @@ class MainWindow(QMainWindow):
             self.render_current()
 
     def _on_job_finished(self, job: Any) -> None:
-        if job is not self._job:
+        if job is not self._job or self._closed:
             return
         self._job = None
         self.progress.hide()
@@ -310,7 +319,7 @@ class MainWindow(QMainWindow):
         done = sum(1 for r in self.store.compact.values() if r.ok)
         errors = sum(1 for r in self.store.compact.values() if not r.ok)
         self.status.setText(f"{done} slice(s) predicted, {errors} error(s).")
-        self.batch.refresh_summary(force=True)
+        self.batch.refresh(force=True)
         self.predictions_finished.emit()
 
     # ----- display ---------------------------------------------------------------------------------
@@ -570,4 +579,6 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: Any) -> None:
         self.save_settings()
         self.cancel_predictions()
+        self._closed = True
+        self._summary_timer.stop()
         super().closeEvent(event)

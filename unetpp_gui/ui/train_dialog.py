@@ -47,6 +47,9 @@ class TrainDialog(QDialog):
         self.result: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
         self._stdout_buffer = b""
+        self._kill_timer = QTimer(self)
+        self._kill_timer.setSingleShot(True)
+        self._kill_timer.timeout.connect(self._kill_if_stuck)
         self._build()
         self.resize(1100, 760)
 
@@ -302,8 +305,12 @@ class TrainDialog(QDialog):
             return
         self.cancel_file().touch()
         self.summary.setText("Cancelling after the current batch…")
-        proc = self.proc
-        QTimer.singleShot(30_000, lambda: proc.kill() if proc.state() != QProcess.NotRunning else None)
+        self._kill_timer.start(30_000)
+
+    def _kill_if_stuck(self) -> None:
+        if self.proc is not None and self.proc.state() != QProcess.NotRunning:
+            self._append_log("the training process did not stop in 30 s: killed")
+            self.proc.kill()
 
     def _read_stdout(self) -> None:
         assert self.proc is not None
@@ -360,6 +367,7 @@ class TrainDialog(QDialog):
         self.curve_batch.setData(self.batch_x, self.batch_y)
 
     def _on_finished(self, code: int, _status: Any) -> None:
+        self._kill_timer.stop()
         self._read_stdout()
         self.cancel_file().unlink(missing_ok=True)
         self.proc = None
