@@ -104,19 +104,36 @@ def _arm_snapshot(app, window, out: Path, select: int, timeout: float, has_paths
     """Save a screenshot once everything is predicted and the chosen slice is on screen."""
     from PySide6.QtCore import QTimer
 
-    def shoot() -> None:
-        if select and window.slice_list.count() > select:
-            window.slice_list.setCurrentRow(select)
+    window.resize(1600, 1000)  # reproducible screenshots, whatever the remembered geometry
+    state = {"armed": False, "done": False}
+
+    def grab() -> None:
+        if state["done"]:
+            return
+        state["done"] = True
         out.parent.mkdir(parents=True, exist_ok=True)
         ok = window.grab().save(str(out))
         print(f"snapshot {'saved to ' + str(out) if ok else 'FAILED'}", file=sys.stderr)
         window.close()
         app.exit(0 if ok else 1)
 
+    def on_shown(_path) -> None:
+        if state["armed"] and window.panels.overlay is not None:
+            QTimer.singleShot(300, grab)
+
+    def all_predicted() -> None:
+        state["armed"] = True
+        row = min(select, window.slice_list.count() - 1)
+        if row != window.slice_list.currentRow():
+            window.slice_list.setCurrentRow(row)  # may predict it again if it left the cache
+        else:
+            window.render_current()
+
+    window.slice_shown.connect(on_shown)
     if has_paths:
-        window.predictions_finished.connect(lambda: QTimer.singleShot(300, shoot))
+        window.predictions_finished.connect(all_predicted)
     else:
-        window.model_changed.connect(lambda _m: QTimer.singleShot(300, shoot))
+        window.model_changed.connect(lambda _m: QTimer.singleShot(300, grab))
     window.model_failed.connect(lambda msg: (print(f"snapshot: model failed: {msg}", file=sys.stderr), app.exit(2)))
 
     def too_slow() -> None:

@@ -184,6 +184,8 @@ class BatchView(QWidget):
         split.addWidget(self.table)
         split.addWidget(self.summary)
         split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        split.setSizes([300, 110])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(bar)
@@ -247,6 +249,7 @@ class BatchView(QWidget):
         for r, row in enumerate(rows):
             for c, key in enumerate(SUMMARY_COLUMNS):
                 self.summary.setItem(r, c, QTableWidgetItem(str(row[key])))
+        self.summary.resizeColumnsToContents()
         self._summary_dirty = False
 
     # --- export ---

@@ -562,6 +562,8 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window_state")
         if isinstance(state, QByteArray):
             self.restoreState(state)
+        else:
+            self.resizeDocks([self.batch_dock], [280], Qt.Vertical)
         color = self.settings.value("overlay_color")
         if color:
             self.controls.set_color(QColor(str(color)))
