@@ -145,6 +145,9 @@ def test_settings_are_remembered(qtbot, tmp_path: Path, tiny_model_path: Path) -
     ini = str(tmp_path / "s.ini")
     win = MainWindow(settings=QSettings(ini, QSettings.IniFormat))
     qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(tiny_model_path)
+    win.controls.set_thresholds(0.65, 0.02)
     win.controls.set_color(QColor("#00ff00"))
     win.controls.opacity.setValue(70)
     win.settings.setValue("last_folder", str(tmp_path))
@@ -153,6 +156,11 @@ def test_settings_are_remembered(qtbot, tmp_path: Path, tiny_model_path: Path) -
     qtbot.addWidget(win2)
     assert win2.controls.color.name() == "#00ff00" and win2.controls.opacity.value() == 70
     assert win2._last_dir() == str(tmp_path)
+    with qtbot.waitSignal(win2.model_changed, timeout=WAIT):
+        win2.load_model(tiny_model_path)
+    assert win2.controls.pixel_threshold == 0.65 and win2.controls.decision_threshold == pytest.approx(0.02)
+    win2.reset_thresholds()
+    assert win2.controls.pixel_threshold == 0.4  # the model's calibrated default
 
 
 def test_pruned_and_tta_inference_from_the_menu(qtbot, tmp_path: Path, phantom_folder: Path) -> None:

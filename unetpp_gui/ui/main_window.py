@@ -180,7 +180,11 @@ class MainWindow(QMainWindow):
         self.results.model.setText(f"{model.name} ({model.n_params:,} parameters{variant})")
         self._sync_inference_menu()
         self.results.model.setToolTip(str(model.path))
-        self.controls.set_thresholds(meta.pixel_threshold, meta.decision_threshold)
+        pixel, decision = meta.pixel_threshold, meta.decision_threshold
+        saved = self.settings.value(f"thresholds/{model.name}")
+        if isinstance(saved, (list, tuple)) and len(saved) == 2:  # the user's last choice for this model
+            pixel, decision = float(saved[0]), float(saved[1])
+        self.controls.set_thresholds(pixel, decision)
         self._say(f"Model {model.name} ready.")
         if old is not None:
             self.cancel_predictions()
@@ -576,6 +580,9 @@ class MainWindow(QMainWindow):
         self.settings.setValue("overlay_color", self.controls.color.name())
         self.settings.setValue("overlay_opacity", self.controls.opacity.value())
         self.settings.setValue("overlay_mode", self.controls.mode.currentText())
+        if self.model is not None:
+            t = self.thresholds()
+            self.settings.setValue(f"thresholds/{self.model.name}", [t.pixel, t.decision])
         self.settings.sync()
 
     def closeEvent(self, event: Any) -> None:
