@@ -2,7 +2,7 @@
 # Regenerate the README screenshots: the real app in a real window under Xvfb, on the bundled
 # model and slices of validation patients (never trained on) from the LGG data in ../shared;
 # nothing from the data set is committed.
-# Needs: apt-get install xvfb xauth; the venv from README's Quick start.
+# Needs: apt-get install xvfb xauth and Qt's xcb libraries (README, Quick start); the venv from Quick start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LGG=${LGG:-../shared/data/lgg}
