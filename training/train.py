@@ -163,6 +163,7 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
     by_patient: dict[str, list[Any]] = {}
     for pair in scan.pairs:
         by_patient.setdefault(pair.patient, []).append(pair)
+
     def pick(ps: list[str]) -> list[Any]:
         chosen = [pair for p in ps for pair in by_patient.get(p, [])]
         return chosen[: cfg.max_slices] if cfg.max_slices else chosen
@@ -228,8 +229,6 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
         }
 
         def save(path: Path, epoch: int, logs: dict) -> None:
-            for k, v in logs.items():
-                history.setdefault(k, [])
             meta = ModelMetadata(
                 name=out.stem,
                 architecture=arch,
