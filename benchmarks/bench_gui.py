@@ -78,7 +78,7 @@ def cold_start() -> tuple[float, float, float]:
 def main() -> None:
     worst, blocking, done = stalls()
     shown, overlay, tf_import = cold_start()
-    print(f"### GUI responsiveness and cold start\n")
+    print("### GUI responsiveness and cold start\n")
     print(f"Longest event-loop stall (10 ms QTimer heartbeat) while {done} slices were predicted on the worker: "
           f"**{worst:.0f} ms** (target < 50 ms). Baseline, one model call on the GUI thread: {blocking:.0f} ms "
           f"per slice ({blocking / max(worst, 1e-9):.1f}x longer).\n")

@@ -7,10 +7,9 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import Qt
 
-from unetpp_gui.core.architecture import extract_grid, to_svg, write_diagram
+from unetpp_gui.core.architecture import extract_grid, to_svg
 from unetpp_gui.core.model_io import load_model
 
 

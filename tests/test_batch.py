@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 
 from unetpp_gui.core.discovery import discover, patient_of
 from unetpp_gui.core.inference import predict_paths

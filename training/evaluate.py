@@ -194,7 +194,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         results["calibrated"] = metrics_at(items, cpt, cdt)
         store_thresholds(path, cpt, cdt, results["calibrated"])
         print(f"calibrated: pixel threshold {cpt}, decision threshold {cdt:.6f} (stored in {path.name})", file=sys.stderr)
-    report = {"model": path.name, "seconds": seconds, "results": results}
+    report = {"model": path.name, "seconds": seconds, "parameters": model.n_params,
+              "train_seconds": meta.training.get("elapsed_s"), "results": results}
     text = markdown(report)
     print(text)
     if args.report:

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 
 from unetpp_gui.core.metadata import ModelMetadata, library_versions, read_metadata
 

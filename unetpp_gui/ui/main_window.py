@@ -6,26 +6,24 @@ threads (:mod:`unetpp_gui.workers`); the GUI thread only thresholds cached maps 
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QAction, QColor, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
-    QApplication, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox,
+    QApplication, QDockWidget, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox,
     QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget,
 )
 
-from unetpp_gui import RESEARCH_NOTICE, __version__
 from unetpp_gui.core.discovery import Discovery
 from unetpp_gui.core.image_io import save_png
 from unetpp_gui.core.inference import SliceResult
 from unetpp_gui.core.overlay import render_overlay
 from unetpp_gui.core.postprocess import binarize
 from unetpp_gui.core.store import SliceStore, Thresholds
+from unetpp_gui.ui import menus
 from unetpp_gui.ui.batch_view import BatchView
 from unetpp_gui.ui.controls import Controls, ResultsPanel
 from unetpp_gui.ui.panels import ImagePanels
@@ -83,7 +81,7 @@ class MainWindow(QMainWindow):
         self._summary_timer.setInterval(500)
         self._summary_timer.timeout.connect(self.batch.refresh)
         self._summary_timer.start()
-        self._build_menus()
+        menus.build_menus(self)
 
         self.status = QLabel("Starting…")
         self.readout = QLabel("")
@@ -109,53 +107,6 @@ class MainWindow(QMainWindow):
         self.batch.export_masks_requested.connect(self.export_batch)
         self._restore_settings()
 
-    # ----- menus -------------------------------------------------------------------------------
-    def _build_menus(self) -> None:
-        def action(menu: Any, text: str, slot: Any, shortcut: Any = None) -> QAction:
-            act = QAction(text, self)
-            if shortcut is not None:
-                act.setShortcut(QKeySequence(shortcut))
-            act.triggered.connect(slot)
-            menu.addAction(act)
-            return act
-
-        file = self.menuBar().addMenu("&File")
-        action(file, "&Open slices…", self._open_files_dialog, QKeySequence.Open)
-        action(file, "Open &folder…", self._open_folder_dialog, "Ctrl+Shift+O")
-        action(file, "Open &model…", self._open_model_dialog, "Ctrl+M")
-        file.addSeparator()
-        action(file, "&Export mask and overlay…", self._export_dialog, "Ctrl+E")
-        action(file, "&Copy results", self.copy_results, "Ctrl+Shift+C")
-        file.addSeparator()
-        action(file, "&Quit", self.close, QKeySequence.Quit)
-        view = self.menuBar().addMenu("&View")
-        action(view, "&Next slice", lambda: self.step(1), QKeySequence.MoveToNextPage)
-        action(view, "&Previous slice", lambda: self.step(-1), QKeySequence.MoveToPreviousPage)
-        action(view, "Next slice (arrow)", lambda: self.step(1), "Alt+Down")
-        action(view, "Previous slice (arrow)", lambda: self.step(-1), "Alt+Up")
-        view.addSeparator()
-        action(view, "&Architecture…", self.show_architecture, "Ctrl+Shift+A")
-        view.addAction(self.batch_dock.toggleViewAction())
-        self.menu_view = view
-        model_menu = self.menuBar().addMenu("&Model")
-        action(model_menu, "&Open model…", self._open_model_dialog)
-        model_menu.addSeparator()
-        self.level_actions: dict[int | None, QAction] = {}
-        for level in (None, 1, 2, 3):
-            act = action(model_menu, "Full network" if level is None else f"Pruned to level L{level} (faster)",
-                         lambda _=False, lv=level: self.set_inference(prune_level=lv))
-            act.setCheckable(True)
-            self.level_actions[level] = act
-        model_menu.addSeparator()
-        self.tta_action = action(model_menu, "&Test-time augmentation (mirror; shows uncertainty)",
-                                 lambda checked=False: self.set_inference(tta=checked))
-        self.tta_action.setCheckable(True)
-        self._sync_inference_menu()
-        self.menu_training = self.menuBar().addMenu("&Training")
-        action(self.menu_training, "&Train model…", self.show_training, "Ctrl+T")
-        help_menu = self.menuBar().addMenu("&Help")
-        action(help_menu, "&About", self.show_about)
-
     # ----- model -------------------------------------------------------------------------------
     def load_model(self, path: str | Path, trust: bool = False, prune_level: int | None = None,
                    tta: bool = False) -> None:
@@ -178,7 +129,7 @@ class MainWindow(QMainWindow):
         meta = model.metadata
         variant = (f", pruned L{model.prune_level}" if model.prune_level else "") + (", TTA" if model.tta else "")
         self.results.model.setText(f"{model.name} ({model.n_params:,} parameters{variant})")
-        self._sync_inference_menu()
+        menus.sync_inference_menu(self)
         self.results.model.setToolTip(str(model.path))
         pixel, decision = meta.pixel_threshold, meta.decision_threshold
         saved = self.settings.value(f"thresholds/{model.name}")
@@ -212,16 +163,6 @@ class MainWindow(QMainWindow):
         level = self.model.prune_level if prune_level == "keep" else prune_level
         use_tta = self.model.tta if tta == "keep" else bool(tta)
         self.load_model(self.model.path, getattr(self, "_trust", False), level, use_tta)
-
-    def _sync_inference_menu(self) -> None:
-        if not hasattr(self, "level_actions"):
-            return
-        m = self.model
-        for level, act in self.level_actions.items():
-            act.setEnabled(m is not None and (level is None or level in m.prune_levels))
-            act.setChecked(m is not None and m.prune_level == level)
-        self.tta_action.setEnabled(m is not None)
-        self.tta_action.setChecked(bool(m is not None and m.tta))
 
     def reset_thresholds(self) -> None:
         if self.model is not None:
@@ -455,30 +396,6 @@ class MainWindow(QMainWindow):
         self._say("Results copied to the clipboard.")
 
     # ----- dialogs -----------------------------------------------------------------------------------
-    def _open_files_dialog(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open slices", self._last_dir(),
-                                                "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp)")
-        if files:
-            self.settings.setValue("last_folder", str(Path(files[0]).parent))
-            self.open_paths(files)
-
-    def _open_folder_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open folder", self._last_dir())
-        if folder:
-            self.open_paths([folder])
-
-    def _open_model_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open model", str(self.settings.value("last_model_dir", "")),
-                                              "Keras models (*.h5 *.hdf5 *.keras)")
-        if path:
-            self.settings.setValue("last_model_dir", str(Path(path).parent))
-            self.load_model(path)
-
-    def _export_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export mask and overlay to", self._last_dir())
-        if folder:
-            self.export_current(folder)
-
     def show_architecture(self) -> Any:
         if self.model is None:
             self._say("No model loaded yet.", error=True)
@@ -500,26 +417,6 @@ class MainWindow(QMainWindow):
         dialog.show()
         self._train_dialog = dialog
         return dialog
-
-    def show_about(self) -> None:
-        import PySide6
-        from PySide6.QtCore import qVersion
-
-        tf = sys.modules.get("tensorflow")
-        keras = sys.modules.get("keras")
-        text = (f"<h3>UNet++ Viewer {__version__}</h3>"
-                f"<p><b style='color:#b06000'>{RESEARCH_NOTICE}</b></p>"
-                "<p>Segments FLAIR abnormalities in brain MR slices with a UNet++ "
-                "(Zhou et al., MICCAI 2018).</p>"
-                f"<p>Python {sys.version.split()[0]}, Qt {qVersion()}, PySide6 {PySide6.__version__}, "
-                f"TensorFlow {getattr(tf, '__version__', 'not loaded yet')}, "
-                f"Keras {getattr(keras, '__version__', 'not loaded yet')}</p>")
-        if self.model is not None:
-            text += f"<p>Model: {self.model.name}<br>{self.model.path}</p>"
-        box = QMessageBox(QMessageBox.Information, "About UNet++ Viewer", text, QMessageBox.Ok, self)
-        box.setModal(False)
-        box.show()
-        self._about = box
 
     # ----- drag and drop -----------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

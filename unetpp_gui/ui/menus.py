@@ -1,0 +1,119 @@
+"""The main window's menus and its file dialogs and About box (kept apart from the window's logic)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from unetpp_gui import RESEARCH_NOTICE, __version__
+
+
+def build_menus(win: Any) -> None:
+    def action(menu: Any, text: str, slot: Any, shortcut: Any = None) -> QAction:
+        act = QAction(text, win)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        act.triggered.connect(slot)
+        menu.addAction(act)
+        return act
+
+    file = win.menuBar().addMenu("&File")
+    action(file, "&Open slices…", lambda: open_files_dialog(win), QKeySequence.Open)
+    action(file, "Open &folder…", lambda: open_folder_dialog(win), "Ctrl+Shift+O")
+    action(file, "Open &model…", lambda: open_model_dialog(win), "Ctrl+M")
+    file.addSeparator()
+    action(file, "&Export mask and overlay…", lambda: export_dialog(win), "Ctrl+E")
+    action(file, "&Copy results", win.copy_results, "Ctrl+Shift+C")
+    file.addSeparator()
+    action(file, "&Quit", win.close, QKeySequence.Quit)
+    view = win.menuBar().addMenu("&View")
+    action(view, "&Next slice", lambda: win.step(1), QKeySequence.MoveToNextPage)
+    action(view, "&Previous slice", lambda: win.step(-1), QKeySequence.MoveToPreviousPage)
+    action(view, "Next slice (arrow)", lambda: win.step(1), "Alt+Down")
+    action(view, "Previous slice (arrow)", lambda: win.step(-1), "Alt+Up")
+    view.addSeparator()
+    action(view, "&Architecture…", win.show_architecture, "Ctrl+Shift+A")
+    view.addAction(win.batch_dock.toggleViewAction())
+    win.menu_view = view
+    model_menu = win.menuBar().addMenu("&Model")
+    action(model_menu, "&Open model…", lambda: open_model_dialog(win))
+    model_menu.addSeparator()
+    win.level_actions: dict[int | None, QAction] = {}
+    for level in (None, 1, 2, 3):
+        act = action(model_menu, "Full network" if level is None else f"Pruned to level L{level} (faster)",
+                     lambda _=False, lv=level: win.set_inference(prune_level=lv))
+        act.setCheckable(True)
+        win.level_actions[level] = act
+    model_menu.addSeparator()
+    win.tta_action = action(model_menu, "&Test-time augmentation (mirror; shows uncertainty)",
+                             lambda checked=False: win.set_inference(tta=checked))
+    win.tta_action.setCheckable(True)
+    sync_inference_menu(win)
+    win.menu_training = win.menuBar().addMenu("&Training")
+    action(win.menu_training, "&Train model…", win.show_training, "Ctrl+T")
+    help_menu = win.menuBar().addMenu("&Help")
+    action(help_menu, "&About", lambda: show_about(win))
+
+
+def sync_inference_menu(win: Any) -> None:
+    if not hasattr(win, "level_actions"):
+        return
+    m = win.model
+    for level, act in win.level_actions.items():
+        act.setEnabled(m is not None and (level is None or level in m.prune_levels))
+        act.setChecked(m is not None and m.prune_level == level)
+    win.tta_action.setEnabled(m is not None)
+    win.tta_action.setChecked(bool(m is not None and m.tta))
+
+
+def open_files_dialog(win: Any) -> None:
+    files, _ = QFileDialog.getOpenFileNames(win, "Open slices", win._last_dir(),
+                                            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp)")
+    if files:
+        win.settings.setValue("last_folder", str(Path(files[0]).parent))
+        win.open_paths(files)
+
+
+def open_folder_dialog(win: Any) -> None:
+    folder = QFileDialog.getExistingDirectory(win, "Open folder", win._last_dir())
+    if folder:
+        win.open_paths([folder])
+
+
+def open_model_dialog(win: Any) -> None:
+    path, _ = QFileDialog.getOpenFileName(win, "Open model", str(win.settings.value("last_model_dir", "")),
+                                          "Keras models (*.h5 *.hdf5 *.keras)")
+    if path:
+        win.settings.setValue("last_model_dir", str(Path(path).parent))
+        win.load_model(path)
+
+
+def export_dialog(win: Any) -> None:
+    folder = QFileDialog.getExistingDirectory(win, "Export mask and overlay to", win._last_dir())
+    if folder:
+        win.export_current(folder)
+
+
+def show_about(win: Any) -> None:
+    import PySide6
+    from PySide6.QtCore import qVersion
+
+    tf = sys.modules.get("tensorflow")
+    keras = sys.modules.get("keras")
+    text = (f"<h3>UNet++ Viewer {__version__}</h3>"
+            f"<p><b style='color:#b06000'>{RESEARCH_NOTICE}</b></p>"
+            "<p>Segments FLAIR abnormalities in brain MR slices with a UNet++ "
+            "(Zhou et al., MICCAI 2018).</p>"
+            f"<p>Python {sys.version.split()[0]}, Qt {qVersion()}, PySide6 {PySide6.__version__}, "
+            f"TensorFlow {getattr(tf, '__version__', 'not loaded yet')}, "
+            f"Keras {getattr(keras, '__version__', 'not loaded yet')}</p>")
+    if win.model is not None:
+        text += f"<p>Model: {win.model.name}<br>{win.model.path}</p>"
+    box = QMessageBox(QMessageBox.Information, "About UNet++ Viewer", text, QMessageBox.Ok, win)
+    box.setModal(False)
+    box.show()
+    win._about = box
