@@ -274,7 +274,7 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
             early = keras.callbacks.EarlyStopping(monitor, mode="max", patience=cfg.patience)
             callbacks.append(early)
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, verbose=verbose)
+                  callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data reshuffles per epoch
     finally:
         if cfg.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
