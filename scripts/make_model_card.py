@@ -1,6 +1,6 @@
 """Write resources/models/MODEL_CARD.md from the model's own metadata and `unetpp evaluate` reports.
 
-Usage: python scripts/make_model_card.py MODEL.h5 EVAL.json [--compare UNETPP.json UNET.json] [--notes NOTES.md]
+Usage: python scripts/make_model_card.py MODEL.h5 EVAL.json [--compare LABEL=REPORT.json ...] [--notes NOTES.md]
 Every number in the card comes from these files; nothing is typed in by hand.
 """
 
@@ -41,7 +41,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("evaluation")
-    ap.add_argument("--compare", nargs=2, metavar=("UNETPP_JSON", "UNET_JSON"))
+    ap.add_argument("--compare", nargs="+", metavar="LABEL=REPORT.json",
+                    help="`unetpp evaluate` reports of the equal-budget comparison, one table row each")
     ap.add_argument("--notes", help="markdown appended verbatim (interpretation, gap, what would close it)")
     ap.add_argument("--out", default="resources/models/MODEL_CARD.md")
     args = ap.parse_args()
@@ -139,16 +140,17 @@ def main() -> None:
         "",
     ]
     if args.compare:
-        a, b = (json.loads(Path(x).read_text()) for x in args.compare)
         lines += ["## UNet++ vs U-Net at an equal budget", ""]
         lines += ["| model | parameters | patient Dice mean | median | tumour-slice Dice | small-tumour slice Dice | "
-                  "small-tumour detection | training time |", "|---|---|---|---|---|---|---|---|"]
-        for name, rep in (("UNet++", a), ("U-Net", b)):
+                  "small-tumour detection | slice AUC | training time |", "|---|---|---|---|---|---|---|---|---|"]
+        for item in args.compare:
+            label, _, path = item.partition("=")
+            rep = json.loads(Path(path).read_text())
             m = list(rep["results"].values())[0]
-            lines.append(f"| {name} | {rep.get('parameters', 'n/a')} | {fmt(m['patient_dice_mean'])} | "
+            lines.append(f"| {label} | {rep.get('parameters', 'n/a')} | {fmt(m['patient_dice_mean'])} | "
                          f"{fmt(m['patient_dice_median'])} | {fmt(m['tumour_slice_dice_mean'])} | "
                          f"{fmt(m['small_tumour_slice_dice_mean'])} | {fmt(m['small_tumour_sensitivity'])} | "
-                         f"{rep.get('train_seconds', 'n/a')} s |")
+                         f"{fmt(m['slice_auc'])} | {fmt(rep.get('train_seconds'), 0)} s |")
         lines.append("")
     if args.notes:
         lines += [Path(args.notes).read_text().strip(), ""]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from PIL import Image
 
 from unetpp_gui.core import image_io
+from unetpp_gui.core.atomic import atomic_path
 from unetpp_gui.core.errors import ImageError
 from unetpp_gui.core.image_io import load_image, load_mask, save_png
 from unetpp_gui.core.preprocess import geometry_for, prepare, restore, to_channels
@@ -101,6 +103,20 @@ def test_save_png_is_atomic_and_readable(tmp_path: Path) -> None:
     save_png(tmp_path / "out" / "m.png", mask)
     assert list((tmp_path / "out").iterdir()) == [tmp_path / "out" / "m.png"]
     np.testing.assert_array_equal(load_mask(tmp_path / "out" / "m.png"), mask)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out" / "m.png").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_failed_atomic_write_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "report.csv"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
 
 
 def test_channel_adaptation_and_geometry() -> None:

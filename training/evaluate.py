@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +108,7 @@ def calibrate(items: Sequence[Evaluated]) -> tuple[float, float]:
 
 def store_thresholds(path: Path, pixel_threshold: float, decision_threshold: float, report: dict[str, Any]) -> None:
     """Write calibrated thresholds into the model file (copy, edit, atomic rename)."""
+    from unetpp_gui.core.atomic import atomic_path
     from unetpp_gui.core.metadata import read_metadata, write_metadata
 
     meta = read_metadata(path)
@@ -117,15 +116,9 @@ def store_thresholds(path: Path, pixel_threshold: float, decision_threshold: flo
     meta.decision_threshold = decision_threshold
     meta.metrics = {**meta.metrics, "calibrated_on_patients": report["patients"],
                     "patient_dice_mean": report["patient_dice_mean"]}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:
         shutil.copyfile(path, tmp)
         write_metadata(tmp, meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -7,13 +7,12 @@ a group ``unetpp_optimizer`` holding every optimizer variable in order (step cou
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from unetpp_gui.core.atomic import atomic_path
 from unetpp_gui.core.metadata import ModelMetadata, write_metadata
 
 OPT_GROUP = "unetpp_optimizer"
@@ -45,23 +44,12 @@ def save_model(
 ) -> Path:
     """Write ``model`` to ``path`` atomically (temp file + rename); never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".h5", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path, suffix=".h5") as tmp:
         export = _float32_copy(model, meta.architecture) if meta.architecture else model
         export.save(tmp, include_optimizer=False)
         if optimizer is not None:
             _write_optimizer(tmp, optimizer)
         write_metadata(tmp, meta)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -167,7 +167,7 @@ def to_svg(grid: Grid, title: str = "") -> str:
 
 def write_diagram(model: Any, path: str | Path) -> None:
     """Write the grid picture as .svg (or .png, drawn with Pillow)."""
-    from unetpp_gui.core.image_io import atomic_write_bytes
+    from unetpp_gui.core.atomic import atomic_write_bytes
 
     path = Path(path)
     grid = extract_grid(model)

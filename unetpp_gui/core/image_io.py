@@ -6,14 +6,13 @@ channel adaptation to the model happens in :mod:`unetpp_gui.core.preprocess`.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from unetpp_gui.core.atomic import atomic_write_bytes
 from unetpp_gui.core.errors import ImageError
 
 #: Formats we accept as slices. PNG is the product's format; the others are read the same way.
@@ -88,20 +87,6 @@ def load_mask(path: str | Path, threshold: int = 127) -> np.ndarray:
     """Ground-truth mask as a boolean (H, W) array: pixels above ``threshold`` are tumour."""
     rgb = load_image(path)
     return rgb.max(axis=2) > threshold
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_png(path: str | Path, array: np.ndarray) -> None:

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from unetpp_gui.core.image_io import atomic_write_bytes
+from unetpp_gui.core.atomic import atomic_write_bytes
 from unetpp_gui.core.inference import SliceResult
 
 COLUMNS = (

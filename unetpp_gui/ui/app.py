@@ -19,7 +19,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--trust-model", action="store_true", help="allow models with code (Lambda layers)")
     p.add_argument("--snapshot", metavar="OUT.png", help="save a screenshot once the paths are predicted, then exit")
     p.add_argument("--snapshot-timeout", type=float, default=600.0, help=argparse.SUPPRESS)
-    p.add_argument("--select", type=int, default=0, help="row of the slice to show first (with --snapshot)")
+    p.add_argument("--select", type=int, default=0, help="row (from 0) of the slice to show (with --snapshot)")
     p.add_argument("--selftest", nargs="?", const="", metavar="PNG",
                    help="load the model, predict a synthetic slice (and PNG if given), print timings, exit")
     p.add_argument("--version", action="version", version=f"UNet++ Viewer {__version__}")
@@ -104,7 +104,8 @@ def _arm_snapshot(app, window, out: Path, select: int, timeout: float, has_paths
     """Save a screenshot once everything is predicted and the chosen slice is on screen."""
     from PySide6.QtCore import QTimer
 
-    window.resize(1600, 1000)  # reproducible screenshots, whatever the remembered geometry
+    window.resize(1600, 1000)  # reproducible screenshots, whatever the remembered geometry and layout
+    QTimer.singleShot(0, window.default_layout)
     state = {"armed": False, "done": False}
 
     def grab() -> None:

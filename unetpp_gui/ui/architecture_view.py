@@ -124,7 +124,7 @@ class ArchitectureDialog(QDialog):
         return image.save(str(path))
 
     def write_svg(self, path: str | Path) -> None:
-        from unetpp_gui.core.image_io import atomic_write_bytes
+        from unetpp_gui.core.atomic import atomic_write_bytes
 
         atomic_write_bytes(path, to_svg(self.grid, self.keras_model.name).encode())
 

@@ -454,6 +454,10 @@ class MainWindow(QMainWindow):
     def busy(self) -> bool:
         return bool(self._jobs_alive)
 
+    def default_layout(self) -> None:
+        """Give the batch dock a third of the window's height."""
+        self.resizeDocks([self.batch_dock], [max(280, self.height() // 3)], Qt.Vertical)
+
     def _restore_settings(self) -> None:
         geometry = self.settings.value("geometry")
         if isinstance(geometry, QByteArray):
@@ -464,7 +468,7 @@ class MainWindow(QMainWindow):
         if isinstance(state, QByteArray):
             self.restoreState(state)
         else:
-            self.resizeDocks([self.batch_dock], [280], Qt.Vertical)
+            QTimer.singleShot(0, self.default_layout)  # once the window has its real size
         color = self.settings.value("overlay_color")
         if color:
             self.controls.set_color(QColor(str(color)))
