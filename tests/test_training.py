@@ -128,6 +128,7 @@ def test_tiny_unetpp_learns_resumes_and_keeps_optimizer_state(lgg: Path, tmp_pat
     assert meta2.training["optimizer_step"] == 6 * 6  # continued from step 24, not restarted
     assert len(meta2.training["history"]["loss"]) == 6
     assert meta2.training["split"]["validation"] == result.val_patients
+    assert meta2.training["elapsed_s"] > meta.training["elapsed_s"]  # time accumulates across the resume
 
 
 @pytest.mark.lgg

@@ -138,6 +138,7 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
             cfg.image_size = int(arch.get("input_shape", [cfg.image_size])[0])
         if cfg.resume:
             initial_epoch = int(prior_meta.training.get("epoch", 0))
+            started -= float(prior_meta.training.get("elapsed_s", 0.0))  # training time counts across resumes
             if not cfg.val_patients and prior_meta.training.get("split"):
                 cfg.val_patients = list(prior_meta.training["split"]["validation"])
     if cfg.architecture not in ARCHITECTURES:
