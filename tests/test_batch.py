@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from unetpp_gui.core.discovery import discover, patient_of
+from unetpp_gui.core.discovery import discover, natural_key, patient_of
 from unetpp_gui.core.inference import predict_paths
 from unetpp_gui.core.phantom import phantom
 from unetpp_gui.core.summary import summarize
@@ -38,7 +38,7 @@ def study(tmp_path: Path, lgg: Path) -> Path:
 
 
 def _visible(win: MainWindow) -> list[str]:
-    proxy = win.batch.proxy
+    proxy = win.batch.model
     return [proxy.index(r, 0).data() for r in range(proxy.rowCount())]
 
 
@@ -47,7 +47,7 @@ def test_batch_table_summary_filters_csv(qtbot, window: MainWindow, study: Path,
     with qtbot.waitSignal(window.predictions_finished, timeout=WAIT):
         window.open_paths([study])
     paths = window.store.paths
-    assert len(paths) == 14 and window.batch.proxy.rowCount() == 14
+    assert len(paths) == 14 and window.batch.model.rowCount() == 14
     # error rows, and the batch went on past them
     window.batch.filter_mode.setCurrentText("Errors only")
     assert sorted(_visible(window)) == ["notes.png", "ph_9.png"]
@@ -61,12 +61,17 @@ def test_batch_table_summary_filters_csv(qtbot, window: MainWindow, study: Path,
     window.batch.filter_text.setText("")
     # sorting by area ratio (numeric, not text)
     window.batch.table.sortByColumn(2, Qt.DescendingOrder)
-    ratios = [window.batch.proxy.index(r, 2).data(Qt.UserRole) for r in range(14)]
+    ratios = [window.batch.model.index(r, 2).data(Qt.UserRole) for r in range(14)]
     assert ratios == sorted(ratios, reverse=True)
     # selecting a row shows that slice
     window.batch.table.selectRow(3)
-    name = window.batch.proxy.index(3, 0).data()
+    name = window.batch.model.index(3, 0).data()
     assert window.current.name == name and window.slice_list.currentItem().data(Qt.UserRole).endswith(name)
+    # re-sorting by name keeps the selection on the same slice, and names sort naturally (_2 before _10)
+    window.batch.table.sortByColumn(0, Qt.AscendingOrder)
+    assert window.batch.model.path_at(window.batch.table.currentIndex().row()).name == name
+    shown = _visible(window)
+    assert shown == sorted(shown, key=natural_key) and shown != sorted(shown)
 
     # summary equals the engine's own numbers for the same files
     def engine_summary(t_pix: float, t_dec: float) -> list[dict]:
@@ -117,7 +122,7 @@ def test_cancel_keeps_finished_rows(qtbot, window: MainWindow, tmp_path: Path) -
         window.cancel_predictions()
         first.append(window.predicted_count)
     done = len(window.store.compact)
-    assert 4 <= done < 120 and window.batch.proxy.rowCount() == 120
+    assert 4 <= done < 120 and window.batch.model.rowCount() == 120
     window.batch.filter_mode.setCurrentText("Pending")
-    assert window.batch.proxy.rowCount() == 120 - done
+    assert window.batch.model.rowCount() == 120 - done
     assert np.all([window.store.compact[p].ok for p in window.store.compact])

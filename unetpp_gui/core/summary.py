@@ -9,6 +9,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from unetpp_gui.core.inference import SliceResult
+from unetpp_gui.core.postprocess import Derived
 
 SUMMARY_COLUMNS = ("patient", "slices", "tumour_slices", "errors", "largest_tumour_slice",
                    "largest_tumour_pixels", "total_tumour_pixels", "mean_dice", "slices_with_ground_truth")
@@ -40,17 +41,23 @@ class Summary:
 
 
 def summarize(results: Iterable[SliceResult], patient_of: Callable[[Path], str], pixel_threshold: float,
-              decision_threshold: float) -> list[Summary]:
-    """One summary per patient (sorted), then the whole batch under the name 'ALL'."""
+              decision_threshold: float, derive: Callable[[SliceResult], Derived] | None = None) -> list[Summary]:
+    """One summary per patient (sorted), then the whole batch under the name 'ALL'.
+
+    ``derive`` may supply already derived numbers (a cache) for these thresholds.
+    """
     groups: dict[str, Summary] = {}
     total = Summary("ALL")
     for res in results:
-        for s in (groups.setdefault(patient_of(res.path), Summary(patient_of(res.path))), total):
+        patient = patient_of(res.path)
+        group = groups.get(patient) or groups.setdefault(patient, Summary(patient))
+        ok = res.ok and res.stats is not None
+        d = (derive(res) if derive else res.stats.derive(pixel_threshold, decision_threshold)) if ok else None
+        for s in (group, total):
             s.slices += 1
-            if not res.ok or res.stats is None:
+            if d is None:
                 s.errors += 1
                 continue
-            d = res.stats.derive(pixel_threshold, decision_threshold)
             if d.tumour:
                 s.tumour_slices += 1
                 s.total_tumour_pixels += d.mask_pixels

@@ -8,13 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLineEdit, QPushButton, QSplitter,
     QTableView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
+from unetpp_gui.core.discovery import natural_key
 from unetpp_gui.core.postprocess import Derived
 from unetpp_gui.core.report import row_for, write_csv
 from unetpp_gui.core.store import SliceStore, Thresholds
@@ -25,17 +26,27 @@ FILTERS = ("All slices", "Tumour only", "No tumour only", "Errors only", "Pendin
 
 
 class ResultsTableModel(QAbstractTableModel):
-    """One row per slice in the store; derived numbers cached per threshold pair."""
+    """The store's slices as table rows, filtered and sorted here in Python.
+
+    Sorting computes one key per row and reorders a list; a ``QSortFilterProxyModel`` would call back into
+    Python for every comparison (n log n calls), which stalled the GUI for hundreds of milliseconds on a
+    few hundred slices. Derived numbers are cached per threshold pair.
+    """
 
     def __init__(self, store: SliceStore, thresholds: Thresholds) -> None:
         super().__init__()
         self.store = store
         self.thresholds = thresholds
         self._derived: dict[Path, Derived | None] = {}
-        self._rows = 0
+        self._order: list[int] = []  # display row -> store index
+        self._row_of: dict[int, int] = {}  # store index -> display row
+        self._sort: tuple[int, Qt.SortOrder] = (0, Qt.AscendingOrder)
+        self.mode, self.text = FILTERS[0], ""
+        self.dirty = False
 
+    # --- Qt model interface ---
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else self._rows
+        return 0 if parent.isValid() else len(self._order)
 
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:
         return len(COLUMNS)
@@ -45,36 +56,96 @@ class ResultsTableModel(QAbstractTableModel):
             return COLUMNS[section]
         return None
 
-    def sync_rows(self) -> None:
-        """Call after paths were added to the store."""
-        n = len(self.store.paths)
-        if n > self._rows:
-            self.beginInsertRows(QModelIndex(), self._rows, n - 1)
-            self._rows = n
-            self.endInsertRows()
-        elif n < self._rows:
-            self.beginResetModel()
-            self._rows = n
-            self._derived.clear()
-            self.endResetModel()
+    def sort(self, column: int, order: Qt.SortOrder = Qt.AscendingOrder) -> None:
+        self._sort = (column, order)
+        self.reorder()
 
+    def data(self, index: QModelIndex, role: int = Qt.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self._order):
+            return None
+        path = self.store.paths[self._order[index.row()]]
+        col = index.column()
+        if role == Qt.DisplayRole:
+            return self._text(path, col)
+        if role == Qt.UserRole:
+            return self._key(path, col)
+        if role == Qt.ForegroundRole and col == 3:
+            d = self._ok_derived(path)
+            return None if d is None else QColor("#c5221f" if d.tumour else "#188038")
+        if role == Qt.ToolTipRole:
+            return str(path)
+        return None
+
+    # --- rows ---
+    def path_at(self, row: int) -> Path:
+        return self.store.paths[self._order[row]]
+
+    def row_of(self, path: Path) -> int | None:
+        return self._row_of.get(self.store.index(path))
+
+    def set_filter(self, mode: str, text: str) -> None:
+        self.mode, self.text = mode, text.lower()
+        self.reorder()
+
+    def results_decide_order(self) -> bool:
+        """Whether new results can move rows (sorted by a result column, or filtered by state)."""
+        return self._sort[0] >= 2 or self.mode != FILTERS[0]
+
+    def reorder(self) -> None:
+        """Re-filter and re-sort every row; keeps the view's selection on the same slices."""
+        self.dirty = False
+        paths = self.store.paths
+        rows = [i for i in range(len(paths)) if self._accepts(i)]
+        column, order = self._sort
+        rows.sort(key=lambda i: self._key(paths[i], column), reverse=order == Qt.DescendingOrder)
+        if rows == self._order:
+            return
+        if len(rows) != len(self._order):
+            self.beginResetModel()
+            self._set_order(rows)
+            self.endResetModel()
+            return
+        self.layoutAboutToBeChanged.emit()
+        old = self.persistentIndexList()
+        slices = [self._order[ix.row()] for ix in old]
+        self._set_order(rows)
+        self.changePersistentIndexList(old, [
+            self.index(self._row_of[s], ix.column()) if s in self._row_of else QModelIndex()
+            for s, ix in zip(slices, old)])
+        self.layoutChanged.emit()
+
+    def _set_order(self, rows: list[int]) -> None:
+        self._order = rows
+        self._row_of = {s: r for r, s in enumerate(rows)}
+
+    # --- updates ---
     def slice_updated(self, path: Path) -> None:
         self._derived.pop(path, None)
-        row = self.store.index(path)
-        self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+        row = self.row_of(path)
+        if row is not None:
+            self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+        self.dirty = self.dirty or self.results_decide_order()
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
         self.thresholds = thresholds
         self._derived.clear()
-        if self._rows:
-            self.dataChanged.emit(self.index(0, 0), self.index(self._rows - 1, len(COLUMNS) - 1))
+        if self._order:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._order) - 1, len(COLUMNS) - 1))
+        if self.results_decide_order():
+            self.reorder()
 
+    # --- per-slice values ---
     def derived(self, path: Path) -> Derived | None:
         if path not in self._derived:
             self._derived[path] = self.store.derived(path, self.thresholds)
         return self._derived[path]
 
+    def _ok_derived(self, path: Path) -> Derived | None:
+        res = self.store.compact.get(path)
+        return self.derived(path) if res is not None and res.ok else None
+
     def state(self, row: int) -> str:
+        """State of the slice at store index ``row``: pending, error, tumour or clear."""
         path = self.store.paths[row]
         res = self.store.compact.get(path)
         if res is None:
@@ -84,60 +155,44 @@ class ResultsTableModel(QAbstractTableModel):
         d = self.derived(path)
         return "tumour" if d and d.tumour else "clear"
 
-    def data(self, index: QModelIndex, role: int = Qt.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        path = self.store.paths[index.row()]
-        col = index.column()
-        res = self.store.compact.get(path)
-        d = self.derived(path) if res is not None and res.ok else None
-        if role == Qt.DisplayRole:
-            if col == 0:
-                return path.name
-            if col == 1:
-                return self.store.patient(path)
-            if res is None:
-                return "…" if col == 3 else ""
-            if col == 6:
-                return res.error or ""
-            if d is None:
-                return ""
-            return {2: f"{d.area_ratio * 100:.3f} %", 3: "TUMOUR" if d.tumour else "no tumour",
-                    4: f"{d.max_prob:.3f}", 5: "" if d.dice is None else f"{d.dice:.3f}"}[col]
-        if role == Qt.UserRole:  # sort keys: numbers sort as numbers
-            if col in (0, 1, 6):
-                return self.data(index, Qt.DisplayRole)
-            if d is None:
-                return -1.0
-            return {2: d.area_ratio, 3: float(d.tumour), 4: d.max_prob, 5: -1.0 if d.dice is None else d.dice}[col]
-        if role == Qt.ForegroundRole and col == 3 and d is not None:
-            return QColor("#c5221f" if d.tumour else "#188038")
-        if role == Qt.ToolTipRole:
-            return str(path)
-        return None
-
-
-class FilterProxy(QSortFilterProxyModel):
-    def __init__(self) -> None:
-        super().__init__()
-        self.mode = FILTERS[0]
-        self.text = ""
-        self.setSortRole(Qt.UserRole)
-
-    def set_filter(self, mode: str, text: str) -> None:
-        self.mode, self.text = mode, text.lower()
-        self.invalidateFilter()
-
-    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:
-        model: ResultsTableModel = self.sourceModel()  # type: ignore[assignment]
-        state = model.state(row)
-        want = {"Tumour only": "tumour", "No tumour only": "clear", "Errors only": "error", "Pending": "pending"}
-        if self.mode in want and state != want[self.mode]:
+    def _accepts(self, i: int) -> bool:
+        want = _FILTER_STATES.get(self.mode)
+        if want is not None and self.state(i) != want:
             return False
-        if self.text:
-            path = model.store.paths[row]
-            return self.text in str(path).lower()
-        return True
+        return not self.text or self.text in str(self.store.paths[i]).lower()
+
+    def _text(self, path: Path, col: int) -> str:
+        if col == 0:
+            return path.name
+        if col == 1:
+            return self.store.patient(path)
+        res = self.store.compact.get(path)
+        if res is None:
+            return "…" if col == 3 else ""
+        if col == 6:
+            return res.error or ""
+        d = self._ok_derived(path)
+        if d is None:
+            return ""
+        return {2: f"{d.area_ratio * 100:.3f} %", 3: "TUMOUR" if d.tumour else "no tumour",
+                4: f"{d.max_prob:.3f}", 5: "" if d.dice is None else f"{d.dice:.3f}"}[col]
+
+    def _key(self, path: Path, col: int) -> Any:
+        """Sort key: natural order for names, numbers as numbers (pending and errors first)."""
+        if col == 0:
+            return natural_key(path.name)
+        if col == 1:
+            return natural_key(self.store.patient(path))
+        if col == 6:
+            res = self.store.compact.get(path)
+            return (res.error or "") if res is not None else ""
+        d = self._ok_derived(path)
+        if d is None:
+            return -1.0
+        return {2: d.area_ratio, 3: float(d.tumour), 4: d.max_prob, 5: -1.0 if d.dice is None else d.dice}[col]
+
+
+_FILTER_STATES = {"Tumour only": "tumour", "No tumour only": "clear", "Errors only": "error", "Pending": "pending"}
 
 
 class BatchView(QWidget):
@@ -150,13 +205,10 @@ class BatchView(QWidget):
         super().__init__(parent)
         self.store = store
         self.model = ResultsTableModel(store, thresholds)
-        self.proxy = FilterProxy()
-        # Re-sorting thousands of rows on every streamed result would stall the GUI: rows update in
-        # place, and sorting/filtering is redone at most twice a second (refresh()).
-        self.proxy.setDynamicSortFilter(False)
-        self.proxy.setSourceModel(self.model)
+        # Rows update in place as results stream in; re-sorting/filtering, when results can move rows,
+        # is redone at most twice a second (refresh()).
         self.table = QTableView()
-        self.table.setModel(self.proxy)
+        self.table.setModel(self.model)
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
@@ -196,50 +248,40 @@ class BatchView(QWidget):
         csv_button.clicked.connect(self._export_csv_dialog)
         masks_button.clicked.connect(self._export_masks_dialog)
         self._summary_dirty = True
-        self._order_dirty = False
 
     # --- updates from the window ---
     def sync_rows(self) -> None:
-        self.model.sync_rows()
+        """Call after paths were added to the store."""
+        self.model.reorder()
         self._summary_dirty = True
-        self._order_dirty = True
 
     def slice_updated(self, path: Path) -> None:
         self.model.slice_updated(path)
         self._summary_dirty = True
-        self._order_dirty = True
 
     def refresh(self, force: bool = False) -> None:
-        """Re-sort/re-filter and recompute the summary if results changed (timer-driven)."""
-        if self._order_dirty or force:
-            self._resort()
+        """Re-sort/re-filter if results can have moved rows, and recompute the summary (timer-driven)."""
+        if self.model.dirty or force:
+            self.model.reorder()
         self.refresh_summary(force)
-
-    def _resort(self) -> None:
-        self._order_dirty = False
-        self.proxy.invalidate()
-        header = self.table.horizontalHeader()
-        if header.sortIndicatorSection() >= 0:
-            self.proxy.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
         self.model.set_thresholds(thresholds)
-        self._resort()
         self.refresh_summary(force=True)
 
     def select(self, path: Path) -> None:
-        src = self.model.index(self.store.index(path), 0)
-        idx = self.proxy.mapFromSource(src)
-        if idx.isValid() and self.table.currentIndex().row() != idx.row():
+        row = self.model.row_of(path)
+        if row is not None and self.table.currentIndex().row() != row:
             self.table.blockSignals(True)
-            self.table.selectRow(idx.row())
+            self.table.selectRow(row)
             self.table.blockSignals(False)
 
     # --- summary ---
     def summaries(self) -> list[Any]:
         t = self.model.thresholds
         results = [self.store.compact[p] for p in self.store.paths if p in self.store.compact]
-        return summarize(results, self.store.patient, t.pixel, t.decision)
+        return summarize(results, self.store.patient, t.pixel, t.decision,
+                         derive=lambda res: self.model.derived(res.path))
 
     def refresh_summary(self, force: bool = False) -> None:
         if not (self._summary_dirty or force):
@@ -286,10 +328,8 @@ class BatchView(QWidget):
             self.export_masks_requested.emit(folder)
 
     def _refilter(self) -> None:
-        self.proxy.set_filter(self.filter_mode.currentText(), self.filter_text.text())
-        self._resort()
+        self.model.set_filter(self.filter_mode.currentText(), self.filter_text.text())
 
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid():
-            src = self.proxy.mapToSource(current)
-            self.slice_selected.emit(self.store.paths[src.row()])
+            self.slice_selected.emit(self.model.path_at(current.row()))
