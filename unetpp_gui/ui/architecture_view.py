@@ -42,6 +42,20 @@ class _NodeItem(QGraphicsEllipseItem):
 
 
 class ArchitectureDialog(QDialog):
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        self._fit()
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        """Scale the grid to fill the view."""
+        if self.grid.is_grid:
+            rect = self.scene.itemsBoundingRect().adjusted(-30, -30, 30, 30)
+            self.view.fitInView(rect, Qt.KeepAspectRatio)
+
     def __init__(self, model: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Architecture — {model.name}")

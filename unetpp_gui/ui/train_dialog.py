@@ -112,7 +112,7 @@ class TrainDialog(QDialog):
         form = QFormLayout()
         for label, w in (("Architecture", self.arch), ("Base filters", self.filters), ("Input size", self.size),
                          ("", self.deep), ("Epochs", self.epochs), ("Batch size", self.batch),
-                         ("Learning rate", self.lr), ("Validation patients", self.val_fraction), ("Loss", self.loss),
+                         ("Learning rate", self.lr), ("Validation share of patients", self.val_fraction), ("Loss", self.loss),
                          ("", self.augment), ("", self.mixed), ("", self.finetune),
                          ("Max slices (quick trial)", self.max_slices)):
             form.addRow(label, w)
@@ -134,7 +134,7 @@ class TrainDialog(QDialog):
         self._update_resume()
 
         self.plot = pg.PlotWidget(title="Loss and validation Dice per epoch")
-        self.plot.addLegend()
+        self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(0, 0, 0, 170))  # top right, readable over curves
         self.plot.setLabel("bottom", "epoch")
         self.curve_loss = self.plot.plot([], [], pen=pg.mkPen("#1a73e8", width=2), symbol="o", symbolSize=5, name="loss")
         self.curve_val_loss = self.plot.plot([], [], pen=pg.mkPen("#e37400", width=2), symbol="o", symbolSize=5,
