@@ -83,6 +83,9 @@ def test_evaluation_equals_hand_computed_numbers() -> None:
     assert m["per_patient_dice"]["A"] == pytest.approx(20 / 30)
     assert m["per_patient_dice"]["B"] == pytest.approx(10 / 34)
     assert m["patient_dice_mean"] == pytest.approx((20 / 30 + 10 / 34) / 2)
+    # gated by the decision (> 0.05): B's false-positive slice (ratio 0.04) no longer counts -> 10/30
+    assert m["per_patient_dice_gated"] == pytest.approx({"A": 20 / 30, "B": 10 / 30})
+    assert m["patient_dice_gated_mean"] == pytest.approx((20 / 30 + 10 / 30) / 2)
     # tumour slices: dice 1, 0, 10/30
     assert m["tumour_slice_dice_mean"] == pytest.approx((1 + 0 + 10 / 30) / 3)
     # ratios 0.1, 0, 0, 0.2, 0.04 vs labels T, T, F, T, F; decision > 0.05

@@ -53,10 +53,14 @@ def metrics_at(items: Sequence[Evaluated], pixel_threshold: float, decision_thre
         s = it.stats
         area = s.mask_pixels(pixel_threshold)
         inter = s.intersection(pixel_threshold)
-        acc = per_patient.setdefault(it.patient, [0, 0, 0])
+        called = area / max(s.n_pixels, 1) > decision_threshold
+        acc = per_patient.setdefault(it.patient, [0, 0, 0, 0, 0])
         acc[0] += inter
         acc[1] += area
         acc[2] += int(s.gt_pixels or 0)
+        if called:  # gated: the mask of a slice called NO TUMOUR is dropped, as a reader would
+            acc[3] += inter
+            acc[4] += area
         has_tumour = bool(s.gt_pixels)
         if has_tumour:
             slice_dice.append(dice_from_counts(inter, area, int(s.gt_pixels or 0)))
@@ -65,8 +69,10 @@ def metrics_at(items: Sequence[Evaluated], pixel_threshold: float, decision_thre
                 small_found.append(area / max(s.n_pixels, 1) > decision_threshold)
         labels.append(has_tumour)
         scores.append(area / max(s.n_pixels, 1))
-    patient_dice = {p: dice_from_counts(*v) for p, v in sorted(per_patient.items())}
+    patient_dice = {p: dice_from_counts(v[0], v[1], v[2]) for p, v in sorted(per_patient.items())}
+    gated = {p: dice_from_counts(v[3], v[4], v[2]) for p, v in sorted(per_patient.items())}
     values = np.array(list(patient_dice.values())) if patient_dice else np.array([np.nan])
+    gated_values = np.array(list(gated.values())) if gated else np.array([np.nan])
     labels_a, scores_a = np.array(labels, bool), np.array(scores)
     det = confusion(scores_a > decision_threshold, labels_a)
     return {
@@ -78,6 +84,8 @@ def metrics_at(items: Sequence[Evaluated], pixel_threshold: float, decision_thre
         "patient_dice_mean": float(np.mean(values)),
         "patient_dice_median": float(np.median(values)),
         "patient_dice_min": float(np.min(values)),
+        "patient_dice_gated_mean": float(np.mean(gated_values)),
+        "patient_dice_gated_median": float(np.median(gated_values)),
         "tumour_slice_dice_mean": float(np.mean(slice_dice)) if slice_dice else None,
         "small_tumour_slices": len(small_dice),
         "small_tumour_slice_dice_mean": float(np.mean(small_dice)) if small_dice else None,
@@ -85,6 +93,7 @@ def metrics_at(items: Sequence[Evaluated], pixel_threshold: float, decision_thre
         "slice_auc": roc_auc(scores_a, labels_a),
         **{f"slice_{k}": v for k, v in det.items()},
         "per_patient_dice": patient_dice,
+        "per_patient_dice_gated": gated,
     }
 
 
@@ -129,6 +138,7 @@ def markdown(report: dict[str, Any]) -> str:
     for title, m in report["results"].items():
         rows.append(f"| {title} | {fmt(m['pixel_threshold'])} | {fmt(m['decision_threshold'])} | "
                     f"{fmt(m['patient_dice_mean'])} | {fmt(m['patient_dice_median'])} | "
+                    f"{fmt(m['patient_dice_gated_mean'])} | "
                     f"{fmt(m['tumour_slice_dice_mean'])} | {fmt(m['small_tumour_slice_dice_mean'])} | "
                     f"{fmt(m['slice_accuracy'])} | "
                     f"{fmt(m['slice_sensitivity'])} | {fmt(m['slice_specificity'])} | {fmt(m['slice_auc'])} |")
@@ -140,9 +150,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{first['small_tumour_slices']} of them small: under {SMALL_TUMOUR:.0%} of the slice). "
         f"Model pass: {report['seconds']:.1f} s.",
         "",
-        "| thresholds | pixel | area ratio | patient Dice mean | median | tumour-slice Dice | "
+        "| thresholds | pixel | area ratio | patient Dice mean | median | gated mean | tumour-slice Dice | "
         "small-tumour slice Dice | accuracy | sensitivity | specificity | AUC |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "Per-patient 3-D Dice (last row's thresholds):",
@@ -192,7 +202,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     text = markdown(report)
     print(text)
     if args.report:
-        from unetpp_gui.core.image_io import atomic_write_bytes
+        from unetpp_gui.core.atomic import atomic_write_bytes
 
         out = Path(args.report)
         body = json.dumps(report, indent=1, default=str) if out.suffix == ".json" else text
