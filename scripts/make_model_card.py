@@ -65,7 +65,7 @@ def main() -> None:
         "",
         f"UNet++ (Zhou et al., MICCAI 2018), {arch.get('depth')} levels, base {arch.get('base_filters')} filters, "
         f"deep supervision {'on (heads on X_0_1..X_0_4; prunable to L1-L3)' if arch.get('deep_supervision') else 'off'}, "
-        f"input {arch.get('input_shape')}, 1-channel sigmoid output; {ev.get('parameters', 'n/a')} parameters. "
+        f"input {arch.get('input_shape')}, 1-channel sigmoid output; {ev.get('parameters', 0):,} parameters. "
         f"Validation on {final['patients']} held-out patients: mean per-patient Dice "
         f"**{fmt(untuned['patient_dice_mean'])}** with untuned thresholds (pixel 0.5), "
         f"{fmt(final['patient_dice_mean'])} with the thresholds calibrated on the same patients "
@@ -96,7 +96,7 @@ def main() -> None:
         + ("--mixed-precision " if cfg.get("mixed_precision") else "")
         + f"--loss {cfg.get('loss')} --learning-rate {cfg.get('learning_rate')} --lr-schedule {cfg.get('lr_schedule')} "
         f"--epochs {cfg.get('epochs')} --batch-size {cfg.get('batch_size')} --empty-fraction {cfg.get('empty_fraction')} "
-        f"--val-fraction {cfg.get('val_fraction')} --seed {cfg.get('seed')} --progress-json",
+        f"--val-fraction {cfg.get('val_fraction')} --seed {cfg.get('seed')} --progress-json --progress-every {cfg.get('progress_every')}",
         "unetpp export --model runs/bundled/unetpp_lgg.h5 --out resources/models/unetpp_lgg.h5",
         "unetpp evaluate --model resources/models/unetpp_lgg.h5 --data ../shared/data/lgg --calibrate "
         "--report evaluation.json",
@@ -150,7 +150,7 @@ def main() -> None:
             label, _, path = item.partition("=")
             rep = json.loads(Path(path).read_text())
             m = list(rep["results"].values())[0]
-            lines.append(f"| {label} | {rep.get('parameters', 'n/a')} | {fmt(m['patient_dice_mean'])} | "
+            lines.append(f"| {label} | {rep.get('parameters', 0):,} | {fmt(m['patient_dice_mean'])} | "
                          f"{fmt(m['patient_dice_median'])} | {fmt(m['tumour_slice_dice_mean'])} | "
                          f"{fmt(m['small_tumour_slice_dice_mean'])} | {fmt(m['small_tumour_sensitivity'])} | "
                          f"{fmt(m['slice_auc'])} | {fmt(rep.get('train_seconds'), 0)} s |")
