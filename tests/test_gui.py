@@ -188,3 +188,26 @@ def test_pruned_and_tta_inference_from_the_menu(qtbot, tmp_path: Path, phantom_f
     win.controls.mask_view.setCurrentText("uncertainty")
     assert win.panels.titles[1].text == "Uncertainty (TTA spread)"
     assert win.store.full(win.current).std_q.shape == (64, 64)
+
+
+def test_precision_choice_is_applied_and_remembered(qtbot, tmp_path: Path, tiny_model_path: Path) -> None:
+    from unetpp_gui.core.model_io import cpu_supports_bf16
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    win = MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(tiny_model_path)  # first start: "auto"
+    assert win.model.precision == ("bfloat16" if cpu_supports_bf16() else "float32")
+    assert win.bf16_action.isChecked() == (win.model.precision == "bfloat16")
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.set_inference(precision="float32")
+    assert win.model.precision == "float32" and not win.bf16_action.isChecked()
+    assert "bfloat16" not in win.results.model.text()
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.set_inference(precision="bfloat16")
+    assert win.model.precision == "bfloat16" and ", bfloat16" in win.results.model.text()
+    assert settings.value("inference/precision") == "bfloat16"  # the next session starts with it
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(tiny_model_path)
+    assert win.model.precision == "bfloat16"

@@ -177,3 +177,24 @@ def test_pruned_and_test_time_augmented_inference(tmp_path: Path) -> None:
     b = full.predict_batch(x[:, :, ::-1].copy())[:, :, ::-1]
     np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-5)
     np.testing.assert_allclose(std, np.abs(a - b) / 2, atol=1e-5)
+
+
+def test_bfloat16_inference_matches_float32(tmp_path: Path) -> None:
+    from training.models import build_unetpp
+    from unetpp_gui.core.model_io import cpu_supports_bf16
+
+    build_unetpp((32, 32, 3), base_filters=4, depth=3, deep_supervision=True).save(tmp_path / "m.h5")
+    fp32 = load_model(tmp_path / "m.h5")
+    bf16 = load_model(tmp_path / "m.h5", precision="bfloat16")
+    assert fp32.precision == "float32" and bf16.precision == "bfloat16"
+    assert bf16.keras_model.layers[1].dtype_policy.name == "mixed_bfloat16" and bf16.n_params == fp32.n_params
+    x = np.random.default_rng(1).random((4, 32, 32, 3)).astype(np.float32)
+    a, b = fp32.predict_batch(x), bf16.predict_batch(x)
+    assert b.dtype == np.float32 and np.abs(a - b).max() < 0.02  # bfloat16 keeps ~3 significant digits
+    assert a.max() - a.min() > 1e-3  # the maps are not constant
+    pruned = load_model(tmp_path / "m.h5", prune_level=2, precision="bfloat16")
+    assert pruned.precision == "bfloat16" and pruned.predict_batch(x).shape == (4, 32, 32)
+    auto = load_model(tmp_path / "m.h5", precision="auto")
+    assert auto.precision == ("bfloat16" if cpu_supports_bf16() else "float32")
+    with pytest.raises(ValueError, match="precision"):
+        load_model(tmp_path / "m.h5", precision="float16")

@@ -32,7 +32,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from unetpp_gui.core.model_io import load_model, resolve_model_path
     from unetpp_gui.core.report import row_for, write_csv
 
-    model = load_model(resolve_model_path(args.model), trust=args.trust_model, prune_level=args.prune, tta=args.tta)
+    model = load_model(resolve_model_path(args.model), trust=args.trust_model, prune_level=args.prune, tta=args.tta,
+                       precision=args.precision)
     meta = model.metadata
     pt = args.pixel_threshold if args.pixel_threshold is not None else meta.pixel_threshold
     dt = args.decision_threshold if args.decision_threshold is not None else meta.decision_threshold
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-model", action="store_true", help="allow models with code (Lambda layers)")
     p.add_argument("--prune", type=int, choices=(1, 2, 3, 4), help="run UNet++ only up to level L (faster)")
     p.add_argument("--tta", action="store_true", help="average with the left-right mirror (2x time)")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="bfloat16 is faster on CPUs with AVX512-BF16/AMX; auto uses it where the CPU has it")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
 

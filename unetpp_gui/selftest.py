@@ -23,14 +23,15 @@ def run_selftest(model_path: str | None, png: str | None) -> int:
         t_import = time.monotonic() - t0
         path = resolve_model_path(model_path)
         t1 = time.monotonic()
-        model = load_model(path)
+        model = load_model(path, precision="auto")  # what the app uses
         t_load = time.monotonic() - t1
         import keras
         import tensorflow as tf
 
         print(f"UNet++ Viewer {__version__} on Python {platform.python_version()} ({sys.platform}), "
               f"TensorFlow {tf.__version__}, Keras {keras.__version__}, NumPy {np.__version__}")
-        print(f"model: {path.name}, {model.n_params:,} parameters, input {model.input_hw} x {model.channels}")
+        print(f"model: {path.name}, {model.n_params:,} parameters, input {model.input_hw} x {model.channels}, "
+              f"{model.precision}")
         meta = model.metadata
         image, truth = phantom(model.input_hw[0] if model.input_hw else 256)
         t2 = time.monotonic()

@@ -15,10 +15,11 @@ from superqt.utils import create_worker
 __all__ = ["create_worker", "discover_worker", "load_model_worker", "predict_worker"]
 
 
-def _load_model(path: str | Path, trust: bool, prune_level: int | None = None, tta: bool = False) -> Any:
+def _load_model(path: str | Path, trust: bool, prune_level: int | None = None, tta: bool = False,
+                precision: str = "float32") -> Any:
     from unetpp_gui.core.model_io import load_model
 
-    model = load_model(path, trust=trust, prune_level=prune_level, tta=tta)
+    model = load_model(path, trust=trust, prune_level=prune_level, tta=tta, precision=precision)
     # Warm up: trace the graph once here, so the first real slice is not slowed by it.
     if model.input_hw is not None:
         import numpy as np
@@ -28,9 +29,10 @@ def _load_model(path: str | Path, trust: bool, prune_level: int | None = None, t
 
 
 def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | None = None,
-                      tta: bool = False) -> Any:
+                      tta: bool = False, precision: str = "float32") -> Any:
     """Worker returning a LoadedModel (``returned``) or raising ModelError (``errored``)."""
-    return create_worker(_load_model, path, trust, prune_level, tta, _start_thread=False, _ignore_errors=True)
+    return create_worker(_load_model, path, trust, prune_level, tta, precision, _start_thread=False,
+                         _ignore_errors=True)
 
 
 def _discover(paths: list[str]) -> Any:

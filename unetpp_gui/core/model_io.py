@@ -83,6 +83,7 @@ class LoadedModel:
     prune_level: int | None = None  # UNet++ cut at level L (deep-supervision models only)
     prune_levels: tuple[int, ...] = ()  # levels this file supports
     tta: bool = False  # test-time augmentation: mean of the slice and its left-right mirror
+    precision: str = "float32"  # "float32" or "bfloat16" (mixed: bfloat16 compute, float32 weights)
     _functions: dict[tuple[int, int, bool], Callable[..., Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -102,6 +103,7 @@ class LoadedModel:
             "pixel_threshold": self.metadata.pixel_threshold,
             "decision_threshold": self.metadata.decision_threshold,
             "metadata_in_file": self.metadata.from_file,
+            "precision": self.precision,
         }
 
     def _function(self, hw: tuple[int, int]) -> Callable[..., Any]:
@@ -164,13 +166,15 @@ def _head_activation(keras_model: Any, output_index: int) -> str | None:
 
 
 def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
-               prune_level: int | None = None, tta: bool = False) -> LoadedModel:
+               prune_level: int | None = None, tta: bool = False, precision: str = "float32") -> LoadedModel:
     """Load a segmentation model for inference (never compiles, never trains).
 
     Refuses files that would run stored code (Lambda layers) unless ``trust`` is set, and
     anything that is not an image-to-mask network. Every refusal is a :class:`ModelError`.
     ``prune_level`` cuts a deep-supervision UNet++ at level L (only nodes X_i_j with i + j <= L
     run); ``tta`` averages each slice with its left-right mirror and reports their spread.
+    ``precision`` "bfloat16" computes in mixed bfloat16 (faster on CPUs with native bfloat16), "auto" does
+    so only on such CPUs; a model that cannot be rebuilt that way stays float32.
     """
     path = Path(path)
     if not path.exists():
@@ -205,6 +209,15 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
                             name=f"{model.name}_L{prune_level}")
         output_index = -1
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    used = "float32"
+    if precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16()):
+        if not unsafe:  # a model with stored code is never rebuilt from its config
+            fast = _bfloat16_copy(model)
+            if fast is not None:
+                model, used = fast, "bfloat16"
+
     inputs = model.inputs
     if len(inputs) != 1:
         raise ModelError(f"{path.name} has {len(inputs)} inputs; a segmentation model has one image input.")
@@ -238,7 +251,41 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         prune_level=prune_level,
         prune_levels=levels if len(levels) > 1 else (),
         tta=tta,
+        precision=used,
     )
+
+
+PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo (Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in text or "amx_bf16" in text
+
+
+def _bfloat16_copy(model: Any) -> Any:
+    """The same network (same weights) computing in mixed bfloat16, or None if it cannot be rebuilt."""
+
+    def convert(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            if obj.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and \
+                    obj.get("config", {}).get("name") == "float32":
+                return {**obj, "config": {**obj["config"], "name": "mixed_bfloat16"}}
+            return {k: convert(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [convert(v) for v in obj]
+        return obj
+
+    try:
+        clone = type(model).from_config(convert(model.get_config()))
+        clone.set_weights(model.get_weights())
+    except Exception:  # subclassed or exotic models: stay in float32
+        return None
+    return clone
 
 
 def resolve_model_path(path: str | Path | None) -> Path:

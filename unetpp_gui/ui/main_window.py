@@ -106,14 +106,19 @@ class MainWindow(QMainWindow):
         self.batch.slice_selected.connect(self.show_path)
         self.batch.export_masks_requested.connect(self.export_batch)
         self._restore_settings()
+        QTimer.singleShot(50, self._warm_up_panels)
 
     # ----- model -------------------------------------------------------------------------------
     def load_model(self, path: str | Path, trust: bool = False, prune_level: int | None = None,
-                   tta: bool = False) -> None:
-        """Load a model in the background; the current one stays active until the new one works."""
+                   tta: bool = False, precision: str | None = None) -> None:
+        """Load a model in the background; the current one stays active until the new one works.
+
+        ``precision`` (float32 / bfloat16 / auto) defaults to the remembered choice, "auto" at first.
+        """
         self.status.setText(f"Loading model {Path(path).name} in the background…")
         self._trust = trust
-        worker = workers.load_model_worker(path, trust, prune_level, tta)
+        precision = precision or str(self.settings.value("inference/precision", "auto"))
+        worker = workers.load_model_worker(path, trust, prune_level, tta, precision)
         worker.returned.connect(self._on_model_loaded)
         worker.errored.connect(self._on_model_error)
         self._track(worker)
@@ -127,7 +132,8 @@ class MainWindow(QMainWindow):
         old = self.model
         self.model = model
         meta = model.metadata
-        variant = (f", pruned L{model.prune_level}" if model.prune_level else "") + (", TTA" if model.tta else "")
+        variant = ((f", pruned L{model.prune_level}" if model.prune_level else "") + (", TTA" if model.tta else "")
+                   + (", bfloat16" if model.precision == "bfloat16" else ""))
         self.results.model.setText(f"{model.name} ({model.n_params:,} parameters{variant})")
         menus.sync_inference_menu(self)
         self.results.model.setToolTip(str(model.path))
@@ -156,13 +162,17 @@ class MainWindow(QMainWindow):
         box.show()  # non-blocking
         self.model_failed.emit(msg)
 
-    def set_inference(self, prune_level: Any = "keep", tta: Any = "keep") -> None:
-        """Reload the current model file pruned to a level and/or with test-time augmentation."""
+    def set_inference(self, prune_level: Any = "keep", tta: Any = "keep", precision: str | None = None) -> None:
+        """Reload the current model file pruned to a level, with test-time augmentation, or in another
+        precision (remembered for later sessions)."""
         if self.model is None:
             return
         level = self.model.prune_level if prune_level == "keep" else prune_level
         use_tta = self.model.tta if tta == "keep" else bool(tta)
-        self.load_model(self.model.path, getattr(self, "_trust", False), level, use_tta)
+        if precision is not None:
+            self.settings.setValue("inference/precision", precision)
+        self.load_model(self.model.path, getattr(self, "_trust", False), level, use_tta,
+                        precision or self.model.precision)
 
     def reset_thresholds(self) -> None:
         if self.model is not None:
@@ -188,12 +198,14 @@ class MainWindow(QMainWindow):
         for path, why in found.problems:
             self._say(f"{path}: {why}", error=True)
         added = self.store.add_paths(found.slices)
+        self.slice_list.setUpdatesEnabled(False)  # one repaint for thousands of new rows
         for p in added:
             item = QListWidgetItem(p.name)
             item.setData(Qt.UserRole, str(p))
             item.setToolTip(str(p))
             self.slice_list.addItem(item)
             self._mark(self.slice_list.count() - 1)
+        self.slice_list.setUpdatesEnabled(True)
         self.batch.sync_rows()
         if not found.slices and not found.problems:
             self._say("No image slices found there.", error=True)
@@ -453,6 +465,11 @@ class MainWindow(QMainWindow):
 
     def busy(self) -> bool:
         return bool(self._jobs_alive)
+
+    def _warm_up_panels(self) -> None:
+        if self.current is None:
+            self.panels.warm_up()
+            QTimer.singleShot(250, lambda: self.current is None and self.panels.clear())
 
     def default_layout(self) -> None:
         """Give the batch dock a third of the window's height."""

@@ -52,6 +52,9 @@ def build_menus(win: Any) -> None:
     win.tta_action = action(model_menu, "&Test-time augmentation (mirror; shows uncertainty)",
                              lambda checked=False: win.set_inference(tta=checked))
     win.tta_action.setCheckable(True)
+    win.bf16_action = action(model_menu, "&bfloat16 inference (faster; CPUs with AVX512-BF16 or AMX)",
+                             lambda checked=False: win.set_inference(precision="bfloat16" if checked else "float32"))
+    win.bf16_action.setCheckable(True)
     sync_inference_menu(win)
     win.menu_training = win.menuBar().addMenu("&Training")
     action(win.menu_training, "&Train model…", win.show_training, "Ctrl+T")
@@ -68,6 +71,10 @@ def sync_inference_menu(win: Any) -> None:
         act.setChecked(m is not None and m.prune_level == level)
     win.tta_action.setEnabled(m is not None)
     win.tta_action.setChecked(bool(m is not None and m.tta))
+    from unetpp_gui.core.model_io import cpu_supports_bf16
+
+    win.bf16_action.setEnabled(m is not None and cpu_supports_bf16())
+    win.bf16_action.setChecked(bool(m is not None and m.precision == "bfloat16"))
 
 
 def open_files_dialog(win: Any) -> None:

@@ -98,6 +98,15 @@ class ImagePanels(QWidget):
             self.titles[1].setText("Mask")
         self.overlay_item.setImage(overlay, autoLevels=False, levels=(0, 255))
 
+    def warm_up(self) -> None:
+        """Draw every view once with blank data while the app is idle: pyqtgraph's first paint costs
+        tens of milliseconds, which would otherwise stall the GUI on the first real slice."""
+        blank = np.zeros((256, 256, 3), np.uint8)
+        self.image_item.setImage(blank, autoLevels=False, levels=(0, 255))
+        self.mask_item.setImage(blank[..., 0], lut=None, autoLevels=False, levels=(0, 255))
+        self.overlay_item.setImage(blank, autoLevels=False, levels=(0, 255))
+        self.views[0].autoRange(padding=0.0)
+
     def clear(self) -> None:
         for item in (self.image_item, self.gt_item, self.mask_item, self.overlay_item):
             item.clear()
