@@ -187,7 +187,8 @@ def test_bfloat16_inference_matches_float32(tmp_path: Path) -> None:
     fp32 = load_model(tmp_path / "m.h5")
     bf16 = load_model(tmp_path / "m.h5", precision="bfloat16")
     assert fp32.precision == "float32" and bf16.precision == "bfloat16"
-    assert bf16.keras_model.layers[1].dtype_policy.name == "mixed_bfloat16" and bf16.n_params == fp32.n_params
+    assert bf16.runtime_model.layers[1].dtype_policy.name == "mixed_bfloat16" and bf16.n_params == fp32.n_params
+    assert bf16.keras_model.layers[1].dtype_policy.name == "float32"  # the file's network is untouched
     x = np.random.default_rng(1).random((4, 32, 32, 3)).astype(np.float32)
     a, b = fp32.predict_batch(x), bf16.predict_batch(x)
     assert b.dtype == np.float32 and np.abs(a - b).max() < 0.02  # bfloat16 keeps ~3 significant digits
@@ -198,3 +199,67 @@ def test_bfloat16_inference_matches_float32(tmp_path: Path) -> None:
     assert auto.precision == ("bfloat16" if cpu_supports_bf16() else "float32")
     with pytest.raises(ValueError, match="precision"):
         load_model(tmp_path / "m.h5", precision="float16")
+
+
+def _randomise_batch_norms(model, seed: int = 0) -> int:
+    """Give every batch norm non-trivial statistics, so a wrong fold changes the output."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    n = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, c), rng.normal(0, 0.5, c), rng.normal(0, 0.5, c),
+                               rng.uniform(0.2, 3, c)])
+            n += 1
+    return n
+
+
+def test_batch_norm_folding_keeps_the_function(tmp_path: Path) -> None:
+    import keras
+
+    from training.models import build_unetpp
+
+    model = build_unetpp((32, 32, 3), base_filters=4, depth=3, deep_supervision=True)
+    n_bn = _randomise_batch_norms(model)
+    model.save(tmp_path / "m.h5")
+    loaded = load_model(tmp_path / "m.h5")
+    assert n_bn == 12 and loaded.folded_batch_norms == n_bn
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in loaded.runtime_model.layers)
+    assert sum(isinstance(l, keras.layers.BatchNormalization) for l in loaded.keras_model.layers) == n_bn
+    assert loaded.n_params == model.count_params()
+    x = np.random.default_rng(2).random((3, 32, 32, 3)).astype(np.float32)
+    want = np.asarray(model(x, training=False)[-1])[..., 0]
+    got = loaded.predict_batch(x)
+    assert want.std() > 0.01  # a map that depends on the input
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    pruned = load_model(tmp_path / "m.h5", prune_level=1)
+    np.testing.assert_allclose(pruned.predict_batch(x), np.asarray(model(x, training=False)[0])[..., 0],
+                               atol=2e-5)
+
+
+def test_batch_norm_folding_skips_what_it_cannot_fold(tmp_path: Path) -> None:
+    import keras
+    from keras import layers
+
+    inp = keras.Input((16, 16, 1))
+    a = layers.Conv2D(4, 3, padding="same", name="shared_conv")(inp)
+    a_bn = layers.BatchNormalization(name="bn_of_shared")(a)
+    b = layers.Conv2D(4, 3, padding="same", activation="relu", name="relu_conv")(inp)
+    b_bn = layers.BatchNormalization(name="bn_after_relu")(b)
+    c = layers.Conv2D(4, 3, padding="same", name="plain_conv")(inp)
+    c_bn = layers.BatchNormalization(name="bn_foldable")(c)
+    x = layers.Concatenate()([a_bn, a, b_bn, c_bn])  # shared_conv is read twice
+    out = layers.Conv2D(1, 1, activation="sigmoid", name="head")(x)
+    model = keras.Model(inp, out)
+    _randomise_batch_norms(model, seed=3)
+    model.save(tmp_path / "mixed.h5")
+    loaded = load_model(tmp_path / "mixed.h5")
+    assert loaded.folded_batch_norms == 1
+    names = {l.name: type(l).__name__ for l in loaded.runtime_model.layers}
+    assert names["bn_foldable"] == "Identity"
+    assert names["bn_of_shared"] == names["bn_after_relu"] == "BatchNormalization"
+    xs = np.random.default_rng(4).random((2, 16, 16, 1)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict_batch(xs), np.asarray(model(xs, training=False))[..., 0],
+                               atol=2e-5)

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from unetpp_gui.core.errors import ModelError
+from unetpp_gui.core.fold import fold_batch_norm
 from unetpp_gui.core.metadata import ModelMetadata, read_metadata
 
 MODEL_SUFFIXES = (".h5", ".hdf5", ".keras")
@@ -84,6 +85,8 @@ class LoadedModel:
     prune_levels: tuple[int, ...] = ()  # levels this file supports
     tta: bool = False  # test-time augmentation: mean of the slice and its left-right mirror
     precision: str = "float32"  # "float32" or "bfloat16" (mixed: bfloat16 compute, float32 weights)
+    runtime_model: Any = None  # what inference runs: keras_model rewritten for speed (same function)
+    folded_batch_norms: int = 0  # batch norms folded into their convolutions in runtime_model
     _functions: dict[tuple[int, int, bool], Callable[..., Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -104,6 +107,7 @@ class LoadedModel:
             "decision_threshold": self.metadata.decision_threshold,
             "metadata_in_file": self.metadata.from_file,
             "precision": self.precision,
+            "folded_batch_norms": self.folded_batch_norms,
         }
 
     def _function(self, hw: tuple[int, int]) -> Callable[..., Any]:
@@ -112,7 +116,8 @@ class LoadedModel:
         if fn is None:
             import tensorflow as tf
 
-            model, index, act, tta = self.keras_model, self.output_index, self.apply_activation, self.tta
+            model = self.runtime_model if self.runtime_model is not None else self.keras_model
+            index, act, tta = self.output_index, self.apply_activation, self.tta
             multi = self.n_outputs > 1
             channel = 1 if self.output_channels == 2 else 0
 
@@ -175,6 +180,8 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     run); ``tta`` averages each slice with its left-right mirror and reports their spread.
     ``precision`` "bfloat16" computes in mixed bfloat16 (faster on CPUs with native bfloat16), "auto" does
     so only on such CPUs; a model that cannot be rebuilt that way stays float32.
+    ``keras_model`` is the network as in the file (pruned if asked); inference runs ``runtime_model``,
+    the same function with batch norms folded into their convolutions and the chosen precision.
     """
     path = Path(path)
     if not path.exists():
@@ -211,12 +218,13 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    used = "float32"
-    if precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16()):
-        if not unsafe:  # a model with stored code is never rebuilt from its config
-            fast = _bfloat16_copy(model)
+    runtime, folded, used = model, 0, "float32"
+    if not unsafe:  # a model with stored code is never rebuilt from its config
+        runtime, folded = fold_batch_norm(model)
+        if precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16()):
+            fast = _bfloat16_copy(runtime)
             if fast is not None:
-                model, used = fast, "bfloat16"
+                runtime, used = fast, "bfloat16"
 
     inputs = model.inputs
     if len(inputs) != 1:
@@ -252,6 +260,8 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         prune_levels=levels if len(levels) > 1 else (),
         tta=tta,
         precision=used,
+        runtime_model=runtime,
+        folded_batch_norms=folded,
     )
 
 
