@@ -66,7 +66,7 @@ def test_batch_table_summary_filters_csv(qtbot, window: MainWindow, study: Path,
     # selecting a row shows that slice
     window.batch.table.selectRow(3)
     name = window.batch.model.index(3, 0).data()
-    assert window.current.name == name and window.slice_list.currentItem().data(Qt.UserRole).endswith(name)
+    assert window.current.name == name and window.slice_list.path_at(window.slice_list.currentRow()).endswith(name)
     # re-sorting by name keeps the selection on the same slice, and names sort naturally (_2 before _10)
     window.batch.table.sortByColumn(0, Qt.AscendingOrder)
     assert window.batch.model.path_at(window.batch.table.currentIndex().row()).name == name

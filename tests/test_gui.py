@@ -97,6 +97,17 @@ def test_bad_file_is_reported_and_next_slice_works(qtbot, window: MainWindow, ph
     window.slice_list.setCurrentRow(3)
     assert window.results.badge.text() in ("TUMOUR", "NO TUMOUR")
     assert window.panels.mask.shape == (64, 64)
+    # markers follow the thresholds without another model call, in what the list draws
+    calls, ok_rows = window.predicted_count, [0, 1, 3, 4]
+    with qtbot.waitSignal(window.slice_list.list_model.dataChanged, timeout=1000):  # the list repaints
+        window.controls.decision_spin.setValue(100.0)  # no slice can exceed the whole image
+    assert [window.marker(r) for r in ok_rows] == ["clear"] * 4
+    window.controls.set_thresholds(0.0, 0.0)  # every pixel above 0 -> every slice has a mask
+    assert [window.marker(r) for r in ok_rows] == ["tumour"] * 4
+    index = window.slice_list.list_model.index(0)
+    assert index.data(Qt.DisplayRole) == "● p_1.png" and index.data(Qt.ForegroundRole).name() == "#c5221f"
+    assert "not a readable image" in window.slice_list.list_model.index(2).data(Qt.ToolTipRole)
+    assert window.predicted_count == calls
 
 
 def test_broken_model_keeps_the_old_one(qtbot, window: MainWindow, tmp_path: Path) -> None:
@@ -211,3 +222,46 @@ def test_precision_choice_is_applied_and_remembered(qtbot, tmp_path: Path, tiny_
     with qtbot.waitSignal(win.model_changed, timeout=WAIT):
         win.load_model(tiny_model_path)
     assert win.model.precision == "bfloat16"
+
+
+PRIORITY_PROBE = """
+import json, os, sys, tempfile, threading
+from pathlib import Path
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from unetpp_gui.ui.main_window import MainWindow
+win = MainWindow(settings=QSettings(os.path.join(tempfile.mkdtemp(), "s.ini"), QSettings.IniFormat))
+def report():
+    nice = {}
+    for stat in Path(f"/proc/{os.getpid()}/task").glob("*/stat"):
+        name = (stat.parent / "comm").read_text().strip()
+        nice[stat.parent.name] = (name, int(stat.read_text().rsplit(")", 1)[1].split()[16]))
+    print(json.dumps({"main": str(threading.main_thread().native_id), "threads": nice}))
+    app.quit()
+win.model_changed.connect(lambda _m: win.open_paths([sys.argv[2]]))
+win.predictions_finished.connect(report)
+win.load_model(sys.argv[1])
+app.exec()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread priorities read from /proc (Linux)")
+def test_model_work_runs_at_background_priority(tiny_model_path: Path, phantom_folder: Path) -> None:
+    """In a fresh app process, TensorFlow's threads inherit the worker's lower priority; the GUI's does not."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from unetpp_gui.workers import BACKGROUND_NICE
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run([sys.executable, "-c", PRIORITY_PROBE, str(tiny_model_path), str(phantom_folder)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    threads = report["threads"]
+    assert threads[report["main"]][1] < BACKGROUND_NICE
+    tf_threads = [n for name, n in threads.values() if name.startswith("tf_")]
+    assert tf_threads and min(tf_threads) >= BACKGROUND_NICE

@@ -7,6 +7,8 @@ asked to quit, so a cancel never cuts a slice in half.
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,8 +17,30 @@ from superqt.utils import create_worker
 __all__ = ["create_worker", "discover_worker", "load_model_worker", "predict_worker"]
 
 
+BACKGROUND_NICE = 10
+
+
+def background_priority() -> None:
+    """Lower this thread's CPU priority (Linux/Unix; nice is per thread there).
+
+    TensorFlow's compute threads are created by the thread that first runs TensorFlow and inherit
+    its priority, so on a machine with few cores the GUI thread still gets the CPU at once when it
+    needs to paint. A busy worker loses nothing when the GUI is idle.
+    """
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        if current < BACKGROUND_NICE:
+            os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICE)
+    except OSError:
+        pass
+
+
 def _load_model(path: str | Path, trust: bool, prune_level: int | None = None, tta: bool = False,
                 precision: str = "float32") -> Any:
+    background_priority()  # before TensorFlow starts its thread pools here
     from unetpp_gui.core.model_io import load_model
 
     model = load_model(path, trust=trust, prune_level=prune_level, tta=tta, precision=precision)
@@ -47,6 +71,7 @@ def discover_worker(paths: list[str]) -> Any:
 
 
 def _predict(model: Any, paths: list[Path], batch_size: int) -> Iterator[Any]:
+    background_priority()  # and the decode thread it starts
     from unetpp_gui.core.inference import predict_paths
 
     yield from predict_paths(model, paths, batch_size=batch_size, keep_maps=True)

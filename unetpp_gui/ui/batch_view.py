@@ -214,7 +214,10 @@ class BatchView(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.verticalHeader().setDefaultSectionSize(20)
+        rows = self.table.verticalHeader()  # fixed, unlabelled rows: no per-row sizing for thousands of slices
+        rows.setDefaultSectionSize(20)
+        rows.setSectionResizeMode(QHeaderView.Fixed)
+        rows.setVisible(False)
         self.table.setColumnWidth(0, 230)
         self.table.setColumnWidth(1, 200)
         self.summary = QTableWidget(0, len(SUMMARY_COLUMNS))

@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
-    QApplication, QDockWidget, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox,
+    QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox,
     QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget,
 )
 
@@ -27,10 +27,8 @@ from unetpp_gui.ui import menus
 from unetpp_gui.ui.batch_view import BatchView
 from unetpp_gui.ui.controls import Controls, ResultsPanel
 from unetpp_gui.ui.panels import ImagePanels
+from unetpp_gui.ui.slice_list import SliceList
 from unetpp_gui import workers
-
-MARKERS = {"tumour": ("●", "#c5221f"), "clear": ("●", "#188038"), "error": ("⚠", "#8d6e63"), "pending": ("○", "#9aa0a6")}
-
 
 class MainWindow(QMainWindow):
     model_changed = Signal(object)  # LoadedModel
@@ -55,7 +53,7 @@ class MainWindow(QMainWindow):
         self._jobs_alive: list[Any] = []  # keep workers referenced until they finish
         self._closed = False  # worker signals can arrive after the window is gone
 
-        self.slice_list = QListWidget()
+        self.slice_list = SliceList(self.store, self._kind)
         self.slice_list.setMinimumWidth(220)
         self.panels = ImagePanels()
         self.results = ResultsPanel()
@@ -198,14 +196,7 @@ class MainWindow(QMainWindow):
         for path, why in found.problems:
             self._say(f"{path}: {why}", error=True)
         added = self.store.add_paths(found.slices)
-        self.slice_list.setUpdatesEnabled(False)  # one repaint for thousands of new rows
-        for p in added:
-            item = QListWidgetItem(p.name)
-            item.setData(Qt.UserRole, str(p))
-            item.setToolTip(str(p))
-            self.slice_list.addItem(item)
-            self._mark(self.slice_list.count() - 1)
-        self.slice_list.setUpdatesEnabled(True)
+        self.slice_list.list_model.sync()
         self.batch.sync_rows()
         if not found.slices and not found.problems:
             self._say("No image slices found there.", error=True)
@@ -252,7 +243,7 @@ class MainWindow(QMainWindow):
         self.predicted_count += 1
         self._job_done += 1
         self.progress.setValue(self._job_done)
-        self._mark(self.store.index(res.path))
+        self.slice_list.list_model.refresh(self.store.index(res.path))
         self.batch.slice_updated(res.path)
         elapsed = time.monotonic() - self._job_started
         rate = self._job_done / max(elapsed, 1e-6)
@@ -332,29 +323,21 @@ class MainWindow(QMainWindow):
         self._refresh_markers()
         self.batch.set_thresholds(self.thresholds())
 
-    def _mark(self, row: int) -> None:
-        item = self.slice_list.item(row)
-        path = self.store.paths[row]
+    def _kind(self, path: Path) -> str:
+        """The slice list's marker for ``path`` at the current thresholds."""
         res = self.store.compact.get(path)
         if res is None:
-            kind = "pending"
-        elif res.error:
-            kind = "error"
-            item.setToolTip(f"{path}\n{res.error}")
-        else:
-            d = self.store.derived(path, self.thresholds())
-            kind = "tumour" if d and d.tumour else "clear"
-        symbol, color = MARKERS[kind]
-        item.setText(f"{symbol} {path.name}")
-        item.setForeground(QColor(color))
-        item.setData(Qt.UserRole + 1, kind)
+            return "pending"
+        if res.error:
+            return "error"
+        d = self.store.derived(path, self.thresholds())
+        return "tumour" if d and d.tumour else "clear"
 
     def _refresh_markers(self) -> None:
-        for row in range(self.slice_list.count()):
-            self._mark(row)
+        self.slice_list.list_model.refresh()
 
     def marker(self, row: int) -> str:
-        return self.slice_list.item(row).data(Qt.UserRole + 1)
+        return self.slice_list.marker(row)
 
     # ----- export / clipboard ----------------------------------------------------------------------
     def export_current(self, folder: str | Path) -> tuple[Path, Path] | None:

@@ -1,0 +1,104 @@
+"""The slice list: one row per slice with its decision marker, for folders of thousands of slices.
+
+A view over the window's :class:`SliceStore` rather than a list of items: rows are added in one
+step and markers are computed only for rows on screen, so adding a 3,000-slice folder or moving a
+threshold slider costs the same as for ten slices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QAbstractListModel, QItemSelectionModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QListView
+
+from unetpp_gui.core.store import SliceStore
+
+MARKERS = {"tumour": ("●", "#c5221f"), "clear": ("●", "#188038"), "error": ("⚠", "#8d6e63"),
+           "pending": ("○", "#9aa0a6")}
+PATH_ROLE = Qt.UserRole
+MARKER_ROLE = Qt.UserRole + 1
+_COLORS = {kind: QColor(color) for kind, (_symbol, color) in MARKERS.items()}
+
+
+class SliceListModel(QAbstractListModel):
+    """Rows mirror ``store.paths``; ``kind_of(path)`` says which marker a slice gets now."""
+
+    def __init__(self, store: SliceStore, kind_of: Callable[[Path], str]) -> None:
+        super().__init__()
+        self.store = store
+        self.kind_of = kind_of
+        self._rows = 0
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else self._rows
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        path = self.store.paths[index.row()]
+        if role == Qt.DisplayRole:
+            return f"{MARKERS[self.kind_of(path)][0]} {path.name}"
+        if role == Qt.ForegroundRole:
+            return _COLORS[self.kind_of(path)]
+        if role == Qt.ToolTipRole:
+            res = self.store.compact.get(path)
+            return f"{path}\n{res.error}" if res is not None and res.error else str(path)
+        if role == PATH_ROLE:
+            return str(path)
+        if role == MARKER_ROLE:
+            return self.kind_of(path)
+        return None
+
+    def sync(self) -> None:
+        """Show the rows the store has gained since the last call (one insert, one repaint)."""
+        n = len(self.store.paths)
+        if n > self._rows:
+            self.beginInsertRows(QModelIndex(), self._rows, n - 1)
+            self._rows = n
+            self.endInsertRows()
+        elif n < self._rows:
+            self.beginResetModel()
+            self._rows = n
+            self.endResetModel()
+
+    def refresh(self, row: int | None = None) -> None:
+        """Markers changed: of one row, or of all rows (thresholds, model)."""
+        if self._rows == 0:
+            return
+        first, last = (row, row) if row is not None else (0, self._rows - 1)
+        roles = [Qt.DisplayRole, Qt.ForegroundRole, Qt.ToolTipRole, MARKER_ROLE]
+        self.dataChanged.emit(self.index(first), self.index(last), roles)
+
+
+class SliceList(QListView):
+    """A list view with the row-based API the window and tests use (like QListWidget's)."""
+
+    currentRowChanged = Signal(int)
+
+    def __init__(self, store: SliceStore, kind_of: Callable[[Path], str]) -> None:
+        super().__init__()
+        self.list_model = SliceListModel(store, kind_of)
+        self.setModel(self.list_model)
+        self.setUniformItemSizes(True)  # one row height: no per-row layout pass
+        self.setSelectionMode(QListView.SingleSelection)
+        self.selectionModel().currentRowChanged.connect(lambda cur, _prev: self.currentRowChanged.emit(cur.row()))
+
+    def count(self) -> int:
+        return self.list_model.rowCount()
+
+    def currentRow(self) -> int:
+        return self.currentIndex().row()
+
+    def setCurrentRow(self, row: int) -> None:
+        index = self.list_model.index(row)
+        self.selectionModel().setCurrentIndex(index, QItemSelectionModel.ClearAndSelect)
+        self.scrollTo(index)
+
+    def path_at(self, row: int) -> str:
+        return self.list_model.data(self.list_model.index(row), PATH_ROLE)
+
+    def marker(self, row: int) -> str:
+        return self.list_model.data(self.list_model.index(row), MARKER_ROLE)
