@@ -48,6 +48,7 @@ def test_batch_table_summary_filters_csv(qtbot, window: MainWindow, study: Path,
         window.open_paths([study])
     paths = window.store.paths
     assert len(paths) == 14 and window.batch.model.rowCount() == 14
+    assert _visible(window) == [p.name for p in paths]  # the table starts in the slice list's order
     # error rows, and the batch went on past them
     window.batch.filter_mode.setCurrentText("Errors only")
     assert sorted(_visible(window)) == ["notes.png", "ph_9.png"]

@@ -210,6 +210,7 @@ class BatchView(QWidget):
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.AscendingOrder)  # Qt 6 starts descending; the list's order is ascending
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
@@ -224,6 +225,7 @@ class BatchView(QWidget):
         self.summary.setHorizontalHeaderLabels([c.replace("_", " ") for c in SUMMARY_COLUMNS])
         self.summary.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.summary.verticalHeader().setDefaultSectionSize(20)
+        self.summary.verticalHeader().setVisible(False)
         self.filter_mode = QComboBox()
         self.filter_mode.addItems(FILTERS)
         self.filter_text = QLineEdit()
