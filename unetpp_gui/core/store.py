@@ -34,6 +34,7 @@ class SliceStore:
         self._index: dict[Path, int] = {}
         self.compact: dict[Path, SliceResult] = {}  # stats + error only
         self._maps: OrderedDict[Path, SliceResult] = OrderedDict()
+        self._patients: dict[Path, str] = {}  # summaries ask on every threshold change
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -53,6 +54,7 @@ class SliceStore:
         self._index.clear()
         self.compact.clear()
         self._maps.clear()
+        self._patients.clear()
 
     def index(self, path: Path) -> int:
         return self._index[path]
@@ -88,7 +90,10 @@ class SliceStore:
         return res.stats.derive(t.pixel, t.decision)
 
     def patient(self, path: Path) -> str:
-        return patient_of(path)
+        name = self._patients.get(path)
+        if name is None:
+            name = self._patients[path] = patient_of(path)
+        return name
 
     def clear_results(self) -> None:
         """Forget predictions (after a model change); the slice list stays."""
