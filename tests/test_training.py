@@ -176,3 +176,25 @@ def test_small_tumour_metrics() -> None:
     assert m["small_tumour_slice_dice_mean"] == pytest.approx(2 * 25 / 75)
     assert m["small_tumour_sensitivity"] == 1.0  # 0.25 % > 0.1 %
     assert metrics_at(items, 0.5, 0.01)["small_tumour_sensitivity"] == 0.0
+
+
+def test_dataset_augmentation_keeps_images_and_masks_aligned() -> None:
+    """Augmented batches: images in [0, 1], binary masks, and each mask moved with its image."""
+    from training.data import ArraySet, make_dataset
+    from unetpp_gui.core.phantom import phantom
+
+    pairs = [phantom(32, lesion=True, seed=i) for i in range(8)]
+    arrays = ArraySet(np.stack([img for img, _ in pairs]).astype(np.uint8),
+                      np.stack([m[..., None] for _, m in pairs]).astype(np.uint8) * 255, ["p"] * 8)
+    plain = next(iter(make_dataset(arrays, 8, training=False, augment=False)))
+    x, y = (np.asarray(t) for t in next(iter(make_dataset(arrays, 8, training=True, augment=True, seed=3))))
+    assert x.shape == (8, 32, 32, 3) and y.shape == (8, 32, 32, 1)
+    assert 0.0 <= x.min() and x.max() <= 1.0 and set(np.unique(y)) <= {0.0, 1.0}
+    assert not np.allclose(np.sort(x.ravel()), np.sort(np.asarray(plain[0]).ravel()))  # something changed
+    # the phantom's lesion is its brightest region: the mask must still sit on bright pixels
+    bright = x.mean(axis=-1, keepdims=True)
+
+    def contrast(mask: np.ndarray) -> float:
+        return float(bright[mask > 0.5].mean() - bright[mask < 0.5].mean())
+
+    assert contrast(y) > contrast(y[:, ::-1, ::-1]) + 0.1  # the mask fits its image better than a turned one

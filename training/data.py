@@ -185,6 +185,8 @@ def make_dataset(
     sig = (tf.TensorSpec((h, w, c), tf.uint8), tf.TensorSpec((h, w, 1), tf.uint8))
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
 
+    # Plain graph code: no autograph (which also needs source files, absent in the packaged app).
+    @tf.autograph.experimental.do_not_convert
     def to_float(x: Any, y: Any) -> tuple[Any, Any]:
         return tf.cast(x, tf.float32) / 255.0, tf.cast(y, tf.float32)
 
@@ -208,6 +210,7 @@ def _augmenter(channels: int, seed: int) -> Any:
     ]
     gen = tf.random.Generator.from_seed(seed + 3)
 
+    @tf.autograph.experimental.do_not_convert
     def apply(x: Any, y: Any) -> tuple[Any, Any]:
         both = tf.concat([x, y], axis=-1)
         for layer in geometric:
