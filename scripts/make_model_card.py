@@ -38,6 +38,59 @@ def results_table(results: dict) -> list[str]:
     return lines
 
 
+def command(cfg: dict, out: str) -> str:
+    """The `unetpp train` command line a stored config corresponds to."""
+    parts = ["unetpp train --data ../shared/data/lgg", f"--out {out}"]
+    if cfg.get("init_from"):
+        parts.append(f"--init-from {cfg['init_from']}")
+    else:
+        parts.append(f"--architecture {cfg.get('architecture')} --base-filters {cfg.get('base_filters')}")
+        if cfg.get("deep_supervision"):
+            parts.append("--deep-supervision")
+    if cfg.get("normalize", "auto") != "auto":
+        parts.append(f"--normalize {cfg['normalize']}")
+    if cfg.get("mixed_precision"):
+        parts.append("--mixed-precision")
+    parts.append(f"--loss {cfg.get('loss')} --learning-rate {cfg.get('learning_rate')} --lr-schedule {cfg.get('lr_schedule')} "
+                 f"--epochs {cfg.get('epochs')} --batch-size {cfg.get('batch_size')} --empty-fraction {cfg.get('empty_fraction')}")
+    if cfg.get("val_patients"):
+        parts.append("--val-patients <the 18 validation patients above>")
+    else:
+        parts.append(f"--val-fraction {cfg.get('val_fraction')}")
+    parts.append(f"--seed {cfg.get('seed')} --progress-json --progress-every {cfg.get('progress_every')}")
+    return " ".join(parts)
+
+
+def training_section(meta, out: str) -> list[str]:
+    """Command, settings, time and per-epoch history of the run that wrote ``meta``."""
+    t = meta.training
+    cfg = t.get("config", {})
+    hist = t.get("history", {})
+    dice_key = next((k for k in hist if k.startswith("val_") and k.endswith("dice")), None)
+    lines = [
+        "```bash",
+        command(cfg, out),
+        "```",
+        "",
+        f"- Loss {cfg.get('loss')} on every deep-supervision head; Adam, learning rate {cfg.get('learning_rate')} "
+        f"with a {cfg.get('lr_schedule')} schedule planned over {cfg.get('epochs')} epochs; batch {cfg.get('batch_size')}; "
+        f"augmentation {'on' if cfg.get('augment') else 'off'} (flip, rotation, zoom, intensity); each epoch used every "
+        f"tumour slice and a fresh random {fmt(cfg.get('empty_fraction'), 2)} of the tumour-free slices; "
+        f"mixed_bfloat16 {'on' if cfg.get('mixed_precision') else 'off'} (weights stored in float32).",
+        f"- Best epoch **{t.get('epoch')}** (by validation Dice); {len(hist.get('loss', []))} epoch(s) were "
+        f"run in {fmt(t.get('elapsed_s', 0) / 3600, 2)} h on {t.get('hardware')} (no GPU). "
+        f"Versions: {', '.join(f'{k} {v}' for k, v in meta.versions.items())}.",
+        "",
+        "| epoch | train loss | val loss | val Dice (global, 0.5) |",
+        "|---|---|---|---|",
+    ]
+    for i, loss in enumerate(hist.get("loss", [])):
+        vd = hist[dice_key][i] if dice_key and i < len(hist[dice_key]) else None
+        vl = hist.get("val_loss", [None] * (i + 1))[i]
+        lines.append(f"| {i + 1} | {fmt(loss)} | {fmt(vl)} | {fmt(vd)} |")
+    return lines + [""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -45,17 +98,17 @@ def main() -> None:
     ap.add_argument("--compare", nargs="+", metavar="LABEL=REPORT.json",
                     help="`unetpp evaluate` reports of the equal-budget comparison, one table row each")
     ap.add_argument("--notes", help="markdown appended verbatim (interpretation, gap, what would close it)")
+    ap.add_argument("--base", help="the model the bundled one was fine-tuned from (its training is stage 1)")
     ap.add_argument("--out", default="resources/models/MODEL_CARD.md")
     args = ap.parse_args()
     meta = read_metadata(args.model)
+    base = read_metadata(args.base) if args.base else None
     ev = json.loads(Path(args.evaluation).read_text())
     t = meta.training
-    cfg = t.get("config", {})
     data = t.get("data", {})
     split = t.get("split", {})
     arch = meta.architecture
-    hist = t.get("history", {})
-    dice_key = next((k for k in hist if k.startswith("val_") and k.endswith("dice")), None)
+    norm = meta.input_normalization
     final = list(ev["results"].values())[-1]
     untuned = list(ev["results"].values())[0]
     lines = [
@@ -83,42 +136,32 @@ def main() -> None:
         f"{len(split.get('validation', []))} validation patients ({data.get('val_slices')} slices, "
         f"{data.get('val_tumour_slices')} with tumour).",
         f"- Validation patients: {', '.join(split.get('validation', []))}.",
-        "- Input scaling: pixel / 255. Masks: > 127 is tumour.",
+        "- Input: " + (
+            f"each slice's channels rescaled so that the {fmt(norm.get('percentile'), 0)}th percentile of its "
+            f"foreground (pixels above {fmt(norm.get('floor'), 0)} in any channel) lands on "
+            f"{', '.join(fmt(v, 1) for v in norm.get('target', []))} (the training slices' medians; gain within "
+            f"1/{fmt(norm.get('max_gain'), 0)}..{fmt(norm.get('max_gain'), 0)}; stored in the model, applied by the "
+            "engine), then / 255" if norm else "pixel / 255") + ". Masks: > 127 is tumour.",
         "",
         "## Training",
         "",
-        "Command (run from the repository root):",
+    ]
+    stages = [meta] if base is None else [base, meta]
+    for n, stage in enumerate(stages, 1):
+        if len(stages) > 1:
+            lines += [f"### Stage {n}: " + ("from scratch" if n == 1 else "fine-tuning with intensity normalisation"), ""]
+        lines += training_section(stage, "runs/bundled/stage1.h5" if n < len(stages) else "runs/bundled/unetpp_lgg.h5")
+    if base is not None:
+        lines += ["Stage 2 started from stage 1's best epoch as it was bundled (exported without optimizer state; "
+                  "the repository's history holds that file), with a fresh optimizer.", ""]
+    lines += [
+        "Shipping and measuring:",
         "",
         "```bash",
-        "unetpp train --data ../shared/data/lgg --out runs/bundled/unetpp_lgg.h5 "
-        f"--architecture {cfg.get('architecture')} --base-filters {cfg.get('base_filters')} "
-        + ("--deep-supervision " if cfg.get("deep_supervision") else "")
-        + ("--mixed-precision " if cfg.get("mixed_precision") else "")
-        + f"--loss {cfg.get('loss')} --learning-rate {cfg.get('learning_rate')} --lr-schedule {cfg.get('lr_schedule')} "
-        f"--epochs {cfg.get('epochs')} --batch-size {cfg.get('batch_size')} --empty-fraction {cfg.get('empty_fraction')} "
-        f"--val-fraction {cfg.get('val_fraction')} --seed {cfg.get('seed')} --progress-json --progress-every {cfg.get('progress_every')}",
         "unetpp export --model runs/bundled/unetpp_lgg.h5 --out resources/models/unetpp_lgg.h5",
         "unetpp evaluate --model resources/models/unetpp_lgg.h5 --data ../shared/data/lgg --calibrate "
         "--report evaluation.json",
         "```",
-        "",
-        f"- Loss {cfg.get('loss')} on every deep-supervision head; Adam, learning rate {cfg.get('learning_rate')} "
-        f"with a {cfg.get('lr_schedule')} schedule planned over {cfg.get('epochs')} epochs; batch {cfg.get('batch_size')}; "
-        f"augmentation {'on' if cfg.get('augment') else 'off'} (flip, rotation, zoom, intensity); each epoch used every "
-        f"tumour slice and a fresh random {fmt(cfg.get('empty_fraction'), 2)} of the tumour-free slices; "
-        f"mixed_bfloat16 {'on' if cfg.get('mixed_precision') else 'off'} (weights stored in float32).",
-        f"- This file is epoch **{t.get('epoch')}** (best validation Dice); {len(hist.get('loss', []))} epoch(s) were "
-        f"run in {fmt(t.get('elapsed_s', 0) / 3600, 2)} h on {t.get('hardware')} (no GPU). "
-        f"Versions: {', '.join(f'{k} {v}' for k, v in meta.versions.items())}.",
-        "",
-        "| epoch | train loss | val loss | val Dice (global, 0.5) |",
-        "|---|---|---|---|",
-    ]
-    for i, loss in enumerate(hist.get("loss", [])):
-        vd = hist[dice_key][i] if dice_key and i < len(hist[dice_key]) else None
-        vl = hist.get("val_loss", [None] * (i + 1))[i]
-        lines.append(f"| {i + 1} | {fmt(loss)} | {fmt(vl)} | {fmt(vd)} |")
-    lines += [
         "",
         "## Validation results (`unetpp evaluate`)",
         "",

@@ -59,6 +59,7 @@ def test_dialog_trains_then_viewer_uses_the_model(qtbot, small_data: Path, tmp_p
     with qtbot.waitSignal(win.model_changed, timeout=WAIT):
         dialog.use_button.click()
     assert win.model.path == out and win.model.input_hw == (64, 64)
+    assert win.model.normalization is not None  # the dialog's default: fitted and stored in the model
 
 
 @pytest.mark.lgg

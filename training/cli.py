@@ -28,6 +28,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of patients held out (stratified by institution)")
     p.add_argument("--val-patients", nargs="*", help="explicit validation patients (overrides --val-fraction)")
     p.add_argument("--patient-prefix-fields", type=int, help="patient = first N '_' fields of the file name (flat folders)")
+    p.add_argument("--normalize", choices=("auto", "none", "channel"), default="auto",
+                   help="per-slice, per-channel intensity normalisation (channel: fitted to the training "
+                        "slices and stored in the model); auto: the --init-from/--resume model's, else none")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--oversample", type=int, default=1, help="show tumour slices N times per epoch")
     p.add_argument("--empty-fraction", type=float, default=1.0,
@@ -54,7 +57,8 @@ def run_train(args: argparse.Namespace) -> int:
         lr_schedule=args.lr_schedule, patience=args.patience, mixed_precision=args.mixed_precision,
         seed=args.seed, val_fraction=args.val_fraction, val_patients=args.val_patients or None,
         patient_prefix_fields=args.patient_prefix_fields, augment=not args.no_augment,
-        oversample=args.oversample, empty_fraction=args.empty_fraction, resume=args.resume, init_from=args.init_from, strategy=args.strategy,
+        oversample=args.oversample, empty_fraction=args.empty_fraction, normalize=args.normalize,
+        resume=args.resume, init_from=args.init_from, strategy=args.strategy,
         max_patients=args.max_patients, max_slices=args.max_slices, steps_per_epoch=args.steps_per_epoch,
         progress_every=args.progress_every, cancel_file=args.cancel_file,
     )

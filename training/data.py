@@ -135,6 +135,12 @@ def load_arrays(pairs: Sequence[Pair], hw: tuple[int, int], channels: int = 3, w
     )
 
 
+def normalize_arrays(arrays: ArraySet, norm: Any) -> None:
+    """Apply a :class:`~unetpp_gui.core.normalize.ChannelNorm` to every image, in place (uint8 kept)."""
+    for i in range(len(arrays)):
+        arrays.images[i] = norm.apply_uint8(arrays.images[i])
+
+
 def epoch_size(arrays: ArraySet, oversample: int, empty_fraction: float = 1.0) -> int:
     n_tumour = int(arrays.tumour.sum())
     n_empty = int(round((len(arrays) - n_tumour) * empty_fraction)) if empty_fraction < 1.0 else len(arrays) - n_tumour

@@ -13,8 +13,10 @@ from typing import Any, TextIO
 
 
 from unetpp_gui.core.metadata import ModelMetadata, library_versions, read_metadata
+from unetpp_gui.core.normalize import ChannelNorm, fit_channel_norm
 
 ARCHITECTURES = ("unetpp", "unet")
+NORMALIZATIONS = ("auto", "none", "channel")
 
 
 @dataclass
@@ -42,6 +44,7 @@ class TrainConfig:
     augment: bool = True
     oversample: int = 1
     empty_fraction: float = 1.0  # share of tumour-free training slices drawn each epoch
+    normalize: str = "auto"  # "auto" (the source model's, else none) | "none" | "channel"
     resume: str | None = None
     init_from: str | None = None
     strategy: str = "auto"  # "auto" | "default" | "mirrored" | "multiworker"
@@ -102,6 +105,24 @@ def _architecture(cfg: TrainConfig) -> dict[str, Any]:
     return arch
 
 
+def _normalization(cfg: TrainConfig, prior: ModelMetadata | None, images: Any) -> ChannelNorm | None:
+    """The run's intensity normalisation: a resumed or fine-tuned model keeps its own (so the weights
+    see what they were trained on); ``channel`` on a fresh model fits targets to the training slices."""
+    if cfg.normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}")
+    inherited = ChannelNorm.from_dict(prior.input_normalization) if prior is not None else None
+    if cfg.resume:
+        if cfg.normalize != "auto" and (cfg.normalize == "channel") != (inherited is not None):
+            raise ValueError(f"{cfg.resume} keeps the intensity normalisation it was started with; "
+                             "leave --normalize out to resume it")
+        return inherited
+    if cfg.normalize == "none":
+        return None
+    if cfg.normalize == "auto" or inherited is not None:
+        return inherited
+    return fit_channel_norm(images)
+
+
 def _emit(progress: Any, event: str, **fields: Any) -> None:
     if progress is not None:
         progress.emit(event, **fields)
@@ -114,7 +135,8 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
     import tensorflow as tf
 
     from training import callbacks as cb
-    from training.data import epoch_size, find_pairs, load_arrays, make_dataset, split_patients, write_split
+    from training.data import (epoch_size, find_pairs, load_arrays, make_dataset, normalize_arrays, split_patients,
+                               write_split)
     from training.losses import LOSSES, GlobalDice
     from training.models import build
     from training.saving import optimizer_step, read_optimizer_state, restore_optimizer, save_model
@@ -173,8 +195,17 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
     write_split(split_file, train_p, val_p, cfg.seed, cfg.val_fraction)
     train_arr = load_arrays(train_pairs, hw)
     val_arr = load_arrays(val_pairs, hw)
+    norm = _normalization(cfg, prior_meta, train_arr.images)
+    if norm is not None:
+        normalize_arrays(train_arr, norm)
+        normalize_arrays(val_arr, norm)
 
     if cfg.mixed_precision:
+        from unetpp_gui.core.model_io import cpu_supports_bf16
+
+        if not tf.config.list_physical_devices("GPU") and not cpu_supports_bf16():
+            print("warning: this CPU has no native bfloat16 (AVX512-BF16/AMX); mixed precision will be "
+                  "emulated and much slower than float32", file=sys.stderr, flush=True)
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         strategy = get_strategy(cfg.strategy)
@@ -244,6 +275,7 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
                 },
                 metrics={"val_dice_global": float(logs.get(monitor, float("nan"))), "epoch": epoch},
                 versions=library_versions(),
+                input_normalization=norm.to_dict() if norm is not None else {},
             )
             if prior_meta is not None and prior_meta.from_file and cfg.resume:
                 meta.pixel_threshold = prior_meta.pixel_threshold

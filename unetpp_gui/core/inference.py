@@ -65,7 +65,8 @@ def _prepare_one(model: LoadedModel, path: Path, with_gt: bool) -> _Prepared:
     try:
         image = load_image(path)
         meta = model.metadata
-        x, geo = prepare(image, model.input_hw, model.channels, meta.input_scale, meta.input_offset)
+        x, geo = prepare(image, model.input_hw, model.channels, meta.input_scale, meta.input_offset,
+                         model.normalization)
         gt = gt_path = None
         if with_gt:
             gt_path = find_ground_truth(path)
@@ -169,5 +170,6 @@ def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -
 def predict_array(model: LoadedModel, image: np.ndarray) -> np.ndarray:
     """Probability levels (H, W) uint8 for one decoded RGB slice (used by self-tests)."""
     meta = model.metadata
-    x, geo = prepare(image, model.input_hw, model.channels, meta.input_scale, meta.input_offset)
+    x, geo = prepare(image, model.input_hw, model.channels, meta.input_scale, meta.input_offset,
+                     model.normalization)
     return quantize(restore(model.predict_batch(x[None])[0], geo))

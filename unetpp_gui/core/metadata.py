@@ -28,6 +28,8 @@ class ModelMetadata:
 
     input_scale: float = 1.0 / 255.0
     input_offset: float = 0.0
+    #: per-channel intensity normalisation applied before the scaling (see core.normalize); {} = none
+    input_normalization: dict[str, Any] = field(default_factory=dict)
     pixel_threshold: float = DEFAULT_PIXEL_THRESHOLD
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
     name: str = ""

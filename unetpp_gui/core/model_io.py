@@ -13,6 +13,7 @@ import numpy as np
 from unetpp_gui.core.errors import ModelError
 from unetpp_gui.core.fold import fold_batch_norm
 from unetpp_gui.core.metadata import ModelMetadata, read_metadata
+from unetpp_gui.core.normalize import ChannelNorm
 
 MODEL_SUFFIXES = (".h5", ".hdf5", ".keras")
 
@@ -90,6 +91,11 @@ class LoadedModel:
     _functions: dict[tuple[int, int, bool], Callable[..., Any]] = field(default_factory=dict, repr=False)
 
     @property
+    def normalization(self) -> ChannelNorm | None:
+        """The intensity normalisation stored with the model (None for plain scaling)."""
+        return ChannelNorm.from_dict(self.metadata.input_normalization)
+
+    @property
     def name(self) -> str:
         return self.metadata.name or self.path.stem
 
@@ -103,6 +109,7 @@ class LoadedModel:
             "output_channels": self.output_channels,
             "parameters": self.n_params,
             "input_scale": self.metadata.input_scale,
+            "input_normalization": self.metadata.input_normalization.get("method", "none"),
             "pixel_threshold": self.metadata.pixel_threshold,
             "decision_threshold": self.metadata.decision_threshold,
             "metadata_in_file": self.metadata.from_file,

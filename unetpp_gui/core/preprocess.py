@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from unetpp_gui.core.normalize import ChannelNorm
+
 #: Models that accept any size get inputs padded to a multiple of this (five levels: 2**4).
 SIZE_MULTIPLE = 16
 
@@ -37,14 +39,20 @@ def geometry_for(hw: tuple[int, int], model_hw: tuple[int, int] | None) -> Geome
 
 
 def prepare(
-    rgb: np.ndarray, model_hw: tuple[int, int] | None, channels: int, scale: float, offset: float = 0.0
+    rgb: np.ndarray, model_hw: tuple[int, int] | None, channels: int, scale: float, offset: float = 0.0,
+    norm: ChannelNorm | None = None,
 ) -> tuple[np.ndarray, Geometry]:
-    """Model input (h, w, C) float32 for one slice, and the geometry to undo it."""
+    """Model input (h, w, C) float32 for one slice, and the geometry to undo it.
+
+    ``norm`` (the model's stored intensity normalisation) is applied before ``scale``/``offset``.
+    """
     geo = geometry_for(rgb.shape[:2], model_hw)
     h, w = geo.model_hw
     if geo.resized:
         rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
-    x = to_channels(rgb, channels).astype(np.float32) * np.float32(scale) + np.float32(offset)
+    x = to_channels(rgb, channels)
+    x = norm.apply(x) if norm is not None else x.astype(np.float32)
+    x = x * np.float32(scale) + np.float32(offset)
     if not geo.resized and geo.model_hw != geo.original_hw:
         padded = np.zeros((h, w, x.shape[2]), np.float32)
         padded[: x.shape[0], : x.shape[1]] = x

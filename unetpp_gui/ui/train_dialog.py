@@ -99,6 +99,12 @@ class TrainDialog(QDialog):
         self.loss.setToolTip("Binary cross-entropy (prototype) or BCE + Dice (better for small tumours).")
         self.augment = QCheckBox("Augmentation (flip, rotation, zoom, intensity)")
         self.augment.setChecked(True)
+        self.normalize = QCheckBox("Per-channel intensity normalisation")
+        self.normalize.setChecked(True)
+        self.normalize.setToolTip(
+            "Rescale each slice's channels so their 99th percentile matches the training data's: a dim FLAIR "
+            "channel from another scanner is then not missed. Stored in the model; fine-tuning keeps the "
+            "current model's own setting.")
         self.mixed = QCheckBox("Mixed precision (bfloat16; CPUs with AVX512-BF16/AMX)")
         self.finetune = QCheckBox("Start from the current model (fine-tune)")
         self.finetune.setEnabled(bool(self.current_model))
@@ -113,7 +119,7 @@ class TrainDialog(QDialog):
         for label, w in (("Architecture", self.arch), ("Base filters", self.filters), ("Input size", self.size),
                          ("", self.deep), ("Epochs", self.epochs), ("Batch size", self.batch),
                          ("Learning rate", self.lr), ("Validation share of patients", self.val_fraction), ("Loss", self.loss),
-                         ("", self.augment), ("", self.mixed), ("", self.finetune),
+                         ("", self.augment), ("", self.normalize), ("", self.mixed), ("", self.finetune),
                          ("Max slices (quick trial)", self.max_slices)):
             form.addRow(label, w)
         form.addRow("Output model", out_row)
@@ -253,8 +259,13 @@ class TrainDialog(QDialog):
             args.append("--no-augment")
         if self.mixed.isChecked():
             args.append("--mixed-precision")
-        if self.finetune.isChecked() and self.current_model:
-            args += ["--init-from", self.current_model]
+        finetune = self.finetune.isChecked() and bool(self.current_model)
+        if self.normalize.isChecked():
+            args += ["--normalize", "channel"]  # a fine-tuned model that has one keeps its own
+        elif not finetune:
+            args += ["--normalize", "none"]
+        if finetune:
+            args += ["--init-from", str(self.current_model)]
         if self.max_slices.value():
             args += ["--max-slices", str(self.max_slices.value())]
         return args
