@@ -205,7 +205,7 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
 
         if not tf.config.list_physical_devices("GPU") and not cpu_supports_bf16():
             print("warning: this CPU has no native bfloat16 (AVX512-BF16/AMX); mixed precision will be "
-                  "emulated and much slower than float32", file=sys.stderr, flush=True)
+                  "emulated and slower than float32", file=sys.stderr, flush=True)
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         strategy = get_strategy(cfg.strategy)
