@@ -103,8 +103,8 @@ class TrainDialog(QDialog):
         self.normalize.setChecked(True)
         self.normalize.setToolTip(
             "Rescale each slice's channels so their 99th percentile matches the training data's: a dim FLAIR "
-            "channel from another scanner is then not missed. Stored in the model; fine-tuning keeps the "
-            "current model's own setting.")
+            "channel from another scanner is then not missed. Stored in the model; a current model that already "
+            "has one keeps its own when fine-tuned.")
         self.mixed = QCheckBox("Mixed precision (bfloat16; CPUs with AVX512-BF16/AMX)")
         self.finetune = QCheckBox("Start from the current model (fine-tune)")
         self.finetune.setEnabled(bool(self.current_model))
