@@ -61,12 +61,17 @@ class _Prepared:
     error: str | None
 
 
+def prepare_for(model: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
+    """One decoded slice as ``model``'s input: its size, channels, normalisation and scaling."""
+    meta = model.metadata
+    return prepare(image, model.input_hw, model.channels, meta.input_scale, meta.input_offset,
+                   model.normalization)
+
+
 def _prepare_one(model: LoadedModel, path: Path, with_gt: bool) -> _Prepared:
     try:
         image = load_image(path)
-        meta = model.metadata
-        x, geo = prepare(image, model.input_hw, model.channels, meta.input_scale, meta.input_offset,
-                         model.normalization)
+        x, geo = prepare_for(model, image)
         gt = gt_path = None
         if with_gt:
             gt_path = find_ground_truth(path)
@@ -169,7 +174,5 @@ def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -
 
 def predict_array(model: LoadedModel, image: np.ndarray) -> np.ndarray:
     """Probability levels (H, W) uint8 for one decoded RGB slice (used by self-tests)."""
-    meta = model.metadata
-    x, geo = prepare(image, model.input_hw, model.channels, meta.input_scale, meta.input_offset,
-                     model.normalization)
+    x, geo = prepare_for(model, image)
     return quantize(restore(model.predict_batch(x[None])[0], geo))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -90,9 +91,9 @@ class LoadedModel:
     folded_batch_norms: int = 0  # batch norms folded into their convolutions in runtime_model
     _functions: dict[tuple[int, int, bool], Callable[..., Any]] = field(default_factory=dict, repr=False)
 
-    @property
+    @cached_property
     def normalization(self) -> ChannelNorm | None:
-        """The intensity normalisation stored with the model (None for plain scaling)."""
+        """The intensity normalisation stored with the model (None for plain scaling); parsed once."""
         return ChannelNorm.from_dict(self.metadata.input_normalization)
 
     @property

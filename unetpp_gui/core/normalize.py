@@ -30,10 +30,9 @@ class ChannelNorm:
     def gains(self, x: np.ndarray) -> np.ndarray:
         """Per-channel gain (C,) for one slice (H, W, C) in 0..255 units."""
         c = x.shape[-1]
-        fg = foreground(x, self.floor)
-        if fg.mean() < self.min_foreground:
+        level = slice_levels(x, self.percentile, self.floor, self.min_foreground)
+        if level is None:
             return np.ones(c, np.float32)
-        level = channel_percentiles(x, fg, self.percentile)
         gain = np.asarray(self.target[:c], np.float32) / np.maximum(level, 1.0)
         return np.clip(gain, 1.0 / self.max_gain, self.max_gain).astype(np.float32)
 
@@ -85,14 +84,19 @@ def channel_percentiles(x: np.ndarray, mask: np.ndarray, q: float) -> np.ndarray
     return out
 
 
+def slice_levels(x: np.ndarray, percentile: float, floor: float, min_foreground: float) -> np.ndarray | None:
+    """Each channel's ``percentile`` over the slice's foreground, or None when the foreground is
+    under ``min_foreground`` of the slice (nothing to measure)."""
+    fg = foreground(x, floor)
+    if fg.mean() < min_foreground:
+        return None
+    return channel_percentiles(x, fg, percentile)
+
+
 def fit_channel_norm(images: np.ndarray, percentile: float = 99.0, floor: float = 10.0,
                      min_foreground: float = 0.01) -> ChannelNorm:
     """Targets from a training set (N, H, W, C): the median over slices of each slice's percentile."""
-    levels = []
-    for x in images:
-        fg = foreground(x, floor)
-        if fg.mean() >= min_foreground:
-            levels.append(channel_percentiles(x, fg, percentile))
+    levels = [lv for x in images if (lv := slice_levels(x, percentile, floor, min_foreground)) is not None]
     if not levels:
         raise ValueError("no slice has enough foreground to fit an intensity normalisation")
     target = np.median(np.stack(levels), axis=0)
