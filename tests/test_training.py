@@ -198,3 +198,50 @@ def test_dataset_augmentation_keeps_images_and_masks_aligned() -> None:
         return float(bright[mask > 0.5].mean() - bright[mask < 0.5].mean())
 
     assert contrast(y) > contrast(y[:, ::-1, ::-1]) + 0.1  # the mask fits its image better than a turned one
+
+
+def _phantom_patients(root: Path, names: list[str], n: int = 4) -> Path:
+    from conftest import save_png
+    from unetpp_gui.core.phantom import phantom
+
+    for k, name in enumerate(names):
+        for i in range(n):
+            img, mask = phantom(64, lesion=i % 2 == 0, seed=10 * k + i)
+            save_png(root / name / f"{name}_{i + 1}.png", img)
+            save_png(root / name / f"{name}_{i + 1}_mask.png", mask.astype(np.uint8) * 255)
+    return root
+
+
+@pytest.mark.slow
+def test_test_split_is_untouched_stored_and_evaluated_by_default(tmp_path: Path, capsys) -> None:
+    from training.cli import main as training_main
+    from training.train import TrainConfig, train
+    from unetpp_gui.core.metadata import read_metadata
+
+    data = _phantom_patients(tmp_path / "data", ["PA", "PB", "PC", "PD", "PE"])
+    out = tmp_path / "m.h5"
+    cfg = TrainConfig(data=[str(data)], out=str(out), base_filters=2, depth=3, image_size=64, epochs=1,
+                      batch_size=4, augment=False, val_patients=["PC"], test_patients=["PD", "PE"],
+                      strategy="default")
+    result = train(cfg)
+    assert result.train_patients == ["PA", "PB"] and result.val_patients == ["PC"]
+    split = read_metadata(out).training["split"]
+    assert split["test"] == ["PD", "PE"] and split["validation"] == ["PC"]
+    assert json.loads(out.with_name("m.split.json").read_text())["test"] == ["PD", "PE"]
+    with pytest.raises(ValueError, match="both the validation and the test"):
+        train(TrainConfig(data=[str(data)], out=str(tmp_path / "x.h5"), val_patients=["PC"], test_patients=["PC"]))
+
+    capsys.readouterr()
+    assert training_main(["evaluate", "--model", str(out), "--data", str(data)]) == 0
+    err = capsys.readouterr().err
+    assert "evaluating 2 patient(s): the model's 2 untouched test split" in err
+    assert training_main(["evaluate", "--model", str(out), "--data", str(data), "--calibrate"]) == 2
+    assert "add --split validation" in capsys.readouterr().err
+    rc = training_main(["evaluate", "--model", str(out), "--data", str(data / "PC"), str(data / "PA"),
+                        "--split", "validation", "--calibrate"])
+    assert rc == 0
+    meta = read_metadata(out)
+    assert meta.metrics["calibration_patients"] == ["PC"] and isinstance(meta.patient_filter, dict)
+    assert training_main(["evaluate", "--model", str(out), "--data", str(data / "PA")]) == 2
+    err = capsys.readouterr().err
+    assert "2 of them have no image/mask pairs" in err and "--split all" in err

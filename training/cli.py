@@ -27,6 +27,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of patients held out (stratified by institution)")
     p.add_argument("--val-patients", nargs="*", help="explicit validation patients (overrides --val-fraction)")
+    p.add_argument("--test-patients", nargs="*",
+                   help="patients kept out of training and checkpoint selection (an untouched test split, "
+                        "stored in the model for 'unetpp evaluate --split test')")
     p.add_argument("--patient-prefix-fields", type=int, help="patient = first N '_' fields of the file name (flat folders)")
     p.add_argument("--normalize", choices=("auto", "none", "channel"), default="auto",
                    help="per-slice, per-channel intensity normalisation (channel: fitted to the training "
@@ -56,6 +59,7 @@ def run_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, loss=args.loss,
         lr_schedule=args.lr_schedule, patience=args.patience, mixed_precision=args.mixed_precision,
         seed=args.seed, val_fraction=args.val_fraction, val_patients=args.val_patients or None,
+        test_patients=args.test_patients or None,
         patient_prefix_fields=args.patient_prefix_fields, augment=not args.no_augment,
         oversample=args.oversample, empty_fraction=args.empty_fraction, normalize=args.normalize,
         resume=args.resume, init_from=args.init_from, strategy=args.strategy,
@@ -88,13 +92,18 @@ def run_train(args: argparse.Namespace) -> int:
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model file (default: the bundled model)")
     p.add_argument("--data", nargs="+", required=True, help="folder(s) with slices and masks")
-    p.add_argument("--patients", nargs="*", help="only these patients (default: the model's validation split if stored, else all)")
-    p.add_argument("--all-patients", action="store_true", help="ignore the stored split; evaluate every patient")
+    p.add_argument("--patients", nargs="*", help="only these patients (overrides --split)")
+    p.add_argument("--split", choices=("test", "validation", "all"),
+                   help="which of the model's stored patient splits to evaluate (default: test if the model "
+                        "stores one, else validation, else all)")
+    p.add_argument("--all-patients", action="store_true", help="same as --split all")
     p.add_argument("--patient-prefix-fields", type=int)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--pixel-threshold", type=float, help="override the model's pixel threshold")
     p.add_argument("--decision-threshold", type=float, help="override the model's area-ratio threshold")
-    p.add_argument("--calibrate", action="store_true", help="pick both thresholds on these patients and store them in the model")
+    p.add_argument("--calibrate", action="store_true",
+                   help="pick both thresholds and the patient 3-D filter on these patients and store them in "
+                        "the model (refused on the test split)")
     p.add_argument("--report", help="write the report (.md or .json)")
     p.add_argument("--trust-model", action="store_true")
 

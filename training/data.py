@@ -87,10 +87,12 @@ def split_patients(
     return [p for p in all_patients if p not in val_set], sorted(val_set)
 
 
-def write_split(path: Path, train: Sequence[str], val: Sequence[str], seed: int, val_fraction: float) -> None:
+def write_split(path: Path, train: Sequence[str], val: Sequence[str], seed: int, val_fraction: float,
+                test: Sequence[str] = ()) -> None:
     from unetpp_gui.core.image_io import atomic_write_bytes
 
-    doc = {"seed": seed, "val_fraction": val_fraction, "train": list(train), "validation": list(val)}
+    doc = {"seed": seed, "val_fraction": val_fraction, "train": list(train), "validation": list(val),
+           "test": list(test)}
     atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
 
 

@@ -25,22 +25,57 @@ PIXEL_GRID = tuple(round(x, 2) for x in np.arange(0.1, 0.91, 0.05))
 SMALL_TUMOUR = 0.01
 
 
+#: 3-D filter settings tried by the calibration (None = off; see unetpp_gui.core.consistency).
+FILTER_GRID: tuple[float | None, ...] = (None, 1.0, 0.5, 0.2, 0.1, 0.05)
+
+
 @dataclass
 class Evaluated:
     patient: str
     path: Path
     stats: SliceStats
+    prob_q: np.ndarray | None = None  # kept when a patient 3-D filter is to be tried
+    gt: np.ndarray | None = None
 
 
-def collect(model: Any, pairs: Sequence[Any], batch_size: int = 8, progress: Any = None) -> list[Evaluated]:
-    """Run the model once over ``pairs`` (training.data.Pair) and keep per-slice stats."""
+def collect(model: Any, pairs: Sequence[Any], batch_size: int = 8, progress: Any = None,
+            keep_maps: bool = False) -> list[Evaluated]:
+    """Run the model once over ``pairs`` (training.data.Pair) and keep per-slice stats (and, with
+    ``keep_maps``, the probability levels and ground truth: ~130 KB per 256x256 slice)."""
     from unetpp_gui.core.inference import predict_paths
 
     patient = {p.image: p.patient for p in pairs}
     out = []
-    for res in predict_paths(model, [p.image for p in pairs], batch_size, keep_maps=False, progress=progress):
+    for res in predict_paths(model, [p.image for p in pairs], batch_size, keep_maps=keep_maps, progress=progress):
         if res.ok and res.stats is not None and res.stats.gt_hist is not None:
-            out.append(Evaluated(patient[res.path], res.path, res.stats))
+            out.append(Evaluated(patient[res.path], res.path, res.stats,
+                                 res.prob_q if keep_maps else None, res.gt if keep_maps else None))
+    return out
+
+
+def with_patient_filter(items: Sequence[Evaluated], pixel_threshold: float,
+                        min_fraction: float | None) -> list[Evaluated]:
+    """The items as the patient 3-D filter leaves them (each patient's slices in their given order)."""
+    if min_fraction is None:
+        return list(items)
+    from unetpp_gui.core.consistency import apply_removed, removed_voxels
+
+    by_patient: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        if it.prob_q is None:
+            raise ValueError("the 3-D filter needs the probability maps: collect(..., keep_maps=True)")
+        by_patient.setdefault(it.patient, []).append(i)
+    out = list(items)
+    for idxs in by_patient.values():
+        shapes = {items[i].prob_q.shape for i in idxs}  # type: ignore[union-attr]
+        if len(idxs) < 2 or len(shapes) != 1:
+            continue
+        removed = removed_voxels([items[i].prob_q for i in idxs], pixel_threshold, min_fraction)  # type: ignore[misc]
+        for i, rem in zip(idxs, removed):
+            if rem.any():
+                it = items[i]
+                q = apply_removed(it.prob_q, rem)  # type: ignore[arg-type]
+                out[i] = Evaluated(it.patient, it.path, SliceStats.from_map(q, it.gt), q, it.gt)
     return out
 
 
@@ -101,6 +136,29 @@ def calibrate(items: Sequence[Evaluated]) -> tuple[float, float]:
     """Pixel threshold maximising mean per-patient Dice, then the area-ratio threshold
     maximising balanced accuracy (sensitivity + specificity) of the tumour decision."""
     best_t = max(PIXEL_GRID, key=lambda t: metrics_at(items, t, 0.0)["patient_dice_mean"])
+    return float(best_t), calibrate_decision(items, best_t)
+
+
+def calibrate_filter(items: Sequence[Evaluated]) -> tuple[float, float, float | None]:
+    """Thresholds and patient 3-D filter, chosen together on ``items`` (maps kept).
+
+    Each filter setting of :data:`FILTER_GRID` gets its best pixel threshold (mean per-patient Dice);
+    a filter is chosen only when it beats no filter by at least 0.001 of mean patient Dice.
+    """
+    scored = []
+    for f in FILTER_GRID:
+        best = max(PIXEL_GRID, key=lambda t: metrics_at(with_patient_filter(items, t, f), t, 0.0)["patient_dice_mean"])
+        score = metrics_at(with_patient_filter(items, best, f), best, 0.0)["patient_dice_mean"]
+        scored.append((score, f, best))
+    none_score = scored[0][0]
+    score, f, t = max(scored, key=lambda s: s[0])
+    if f is not None and score < none_score + 0.001:
+        score, f, t = scored[0]
+    return float(t), calibrate_decision(with_patient_filter(items, t, f), t), f
+
+
+def calibrate_decision(items: Sequence[Evaluated], best_t: float) -> float:
+    """The area-ratio threshold maximising balanced accuracy at pixel threshold ``best_t``."""
     ratios = np.array([it.stats.mask_pixels(best_t) / max(it.stats.n_pixels, 1) for it in items])
     labels = np.array([bool(it.stats.gt_pixels) for it in items])
     candidates = np.unique(np.concatenate([[0.0], ratios]))
@@ -112,18 +170,22 @@ def calibrate(items: Sequence[Evaluated]) -> tuple[float, float]:
         score = (det["sensitivity"] or 0.0) + (det["specificity"] or 0.0)
         if score > best_score + 1e-12:
             best_d, best_score = float(cut), score
-    return float(best_t), best_d
+    return best_d
 
 
-def store_thresholds(path: Path, pixel_threshold: float, decision_threshold: float, report: dict[str, Any]) -> None:
-    """Write calibrated thresholds into the model file (copy, edit, atomic rename)."""
+def store_thresholds(path: Path, pixel_threshold: float, decision_threshold: float, report: dict[str, Any],
+                     patient_filter: float | None = None, patients: Sequence[str] = ()) -> None:
+    """Write calibrated thresholds and the patient 3-D filter (None: off) into the model file
+    (copy, edit, atomic rename)."""
     from unetpp_gui.core.atomic import atomic_path
     from unetpp_gui.core.metadata import read_metadata, write_metadata
 
     meta = read_metadata(path)
     meta.pixel_threshold = pixel_threshold
     meta.decision_threshold = decision_threshold
+    meta.patient_filter = {"min_fraction": patient_filter} if patient_filter is not None else {}
     meta.metrics = {**meta.metrics, "calibrated_on_patients": report["patients"],
+                    "calibration_patients": list(patients),
                     "patient_dice_mean": report["patient_dice_mean"]}
     with atomic_path(path, suffix=path.suffix) as tmp:
         shutil.copyfile(path, tmp)
@@ -146,6 +208,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation of {report['model']}",
         "",
+        f"Patients: {report.get('patients_why', 'as chosen')}.",
+        "",
         f"{first['patients']} patients, {first['slices']} slices ({first['tumour_slices']} with tumour, "
         f"{first['small_tumour_slices']} of them small: under {SMALL_TUMOUR:.0%} of the slice). "
         f"Model pass: {report['seconds']:.1f} s.",
@@ -155,14 +219,35 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "Per-patient 3-D Dice (last row's thresholds):",
+        "Per-patient 3-D Dice (first row's settings):",
         "",
         "| patient | Dice |",
         "|---|---|",
-        *[f"| {p} | {d:.4f} |" for p, d in list(report["results"].values())[-1]["per_patient_dice"].items()],
+        *[f"| {p} | {d:.4f} |" for p, d in first["per_patient_dice"].items()],
         "",
     ]
     return "\n".join(lines)
+
+
+SPLITS = ("test", "validation", "all")
+
+
+def choose_patients(args: argparse.Namespace, meta: Any, available: Sequence[str]) -> tuple[list[str], str]:
+    """The patients to evaluate and a sentence saying why (``--patients``, ``--split``, or the
+    model's stored split: its untouched test split when it has one, else its validation split)."""
+    split = (meta.training.get("split") or {}) if meta.training else {}
+    if args.patients:
+        return list(args.patients), f"the {len(args.patients)} patient(s) given with --patients"
+    name = "all" if args.all_patients else args.split
+    if name is None:
+        name = "test" if split.get("test") else ("validation" if split.get("validation") else "all")
+    if name == "all":
+        return list(available), f"every patient in --data ({len(available)})"
+    if not split.get(name):
+        raise ValueError(f"the model stores no {name} split; name patients with --patients, or use --split all")
+    why = {"test": "untouched test split (chose nothing in training)",
+           "validation": "validation split (chose the checkpoint and the calibration)"}[name]
+    return list(split[name]), f"the model's {len(split[name])} {why} patients"
 
 
 def evaluate_cli(args: argparse.Namespace) -> int:
@@ -173,31 +258,50 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     model = load_model(path, trust=args.trust_model)
     meta = model.metadata
     scan = find_pairs(args.data, args.patient_prefix_fields)
-    patients: list[str] | None = args.patients or None
-    if patients is None and not args.all_patients and meta.training.get("split"):
-        patients = list(meta.training["split"]["validation"])
-        print(f"evaluating the model's {len(patients)} validation patients", file=sys.stderr)
-    pairs = [p for p in scan.pairs if patients is None or p.patient in set(patients)]
+    try:
+        patients, why = choose_patients(args, meta, scan.patients)
+    except ValueError as exc:
+        print(f"unetpp evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    split = (meta.training.get("split") or {}) if meta.training else {}
+    if args.calibrate and not args.patients and patients == list(split.get("test") or [None]):
+        print("unetpp evaluate: error: --calibrate would choose thresholds on the untouched test split; "
+              "add --split validation", file=sys.stderr)
+        return 2
+    missing = sorted(set(patients) - set(scan.patients))
+    chosen = [p for p in patients if p in set(scan.patients)]
+    print(f"evaluating {len(chosen)} patient(s): {why}", file=sys.stderr)
+    if missing:
+        print(f"unetpp evaluate: warning: {len(missing)} of them have no image/mask pairs in --data and are "
+              f"skipped: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}", file=sys.stderr)
+    pairs = [p for p in scan.pairs if p.patient in set(chosen)]
     if not pairs:
-        print("unetpp evaluate: error: no image/mask pairs for the chosen patients", file=sys.stderr)
+        print("unetpp evaluate: error: no image/mask pairs for the chosen patients in --data; "
+              "use --split all (or --all-patients) to evaluate every patient found there", file=sys.stderr)
         return 2
     start = time.monotonic()
 
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} slices", end="", file=sys.stderr, flush=True)
 
-    items = collect(model, pairs, args.batch_size, progress)
+    items = collect(model, pairs, args.batch_size, progress, keep_maps=True)
     print(file=sys.stderr)
     seconds = time.monotonic() - start
     pt = args.pixel_threshold if args.pixel_threshold is not None else meta.pixel_threshold
     dt = args.decision_threshold if args.decision_threshold is not None else meta.decision_threshold
-    results = {"model's thresholds": metrics_at(items, pt, dt)}
+    flt = model.patient_filter.min_fraction if model.patient_filter is not None else None
+    results = {"model's settings": metrics_at(with_patient_filter(items, pt, flt), pt, dt)}
+    if flt is not None:
+        results["model's thresholds, no 3-D filter"] = metrics_at(items, pt, dt)
+    results["untuned (0.5, 0.001, no 3-D filter)"] = metrics_at(items, 0.5, 0.001)
     if args.calibrate:
-        cpt, cdt = calibrate(items)
-        results["calibrated"] = metrics_at(items, cpt, cdt)
-        store_thresholds(path, cpt, cdt, results["calibrated"])
-        print(f"calibrated: pixel threshold {cpt}, decision threshold {cdt:.6f} (stored in {path.name})", file=sys.stderr)
-    report = {"model": path.name, "seconds": seconds, "parameters": model.n_params,
+        cpt, cdt, cf = calibrate_filter(items)
+        results["calibrated"] = metrics_at(with_patient_filter(items, cpt, cf), cpt, cdt)
+        store_thresholds(path, cpt, cdt, results["calibrated"], cf, chosen)
+        print(f"calibrated: pixel threshold {cpt}, decision threshold {cdt:.6f} "
+              f"(area ratio, {100 * cdt:.3f} % of the slice), 3-D filter "
+              f"{'off' if cf is None else f'min_fraction {cf}'} (stored in {path.name})", file=sys.stderr)
+    report = {"model": path.name, "seconds": seconds, "parameters": model.n_params, "patients_why": why,
               "train_seconds": meta.training.get("elapsed_s"), "results": results}
     text = markdown(report)
     print(text)

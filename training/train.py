@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 42
     val_fraction: float = 0.2
     val_patients: list[str] | None = None
+    test_patients: list[str] | None = None  # held out of training and selection entirely
     patient_prefix_fields: int | None = None
     augment: bool = True
     oversample: int = 1
@@ -161,8 +162,11 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
         if cfg.resume:
             initial_epoch = int(prior_meta.training.get("epoch", 0))
             started -= float(prior_meta.training.get("elapsed_s", 0.0))  # training time counts across resumes
-            if not cfg.val_patients and prior_meta.training.get("split"):
-                cfg.val_patients = list(prior_meta.training["split"]["validation"])
+            prior_split = prior_meta.training.get("split") or {}
+            if not cfg.val_patients and prior_split:
+                cfg.val_patients = list(prior_split["validation"])
+            if not cfg.test_patients and prior_split.get("test"):
+                cfg.test_patients = list(prior_split["test"])
     if cfg.architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}")
     if cfg.loss not in LOSSES:
@@ -173,6 +177,11 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
     patients = scan.patients
     if cfg.max_patients:
         patients = patients[: cfg.max_patients]
+    test_p = sorted(set(cfg.test_patients or ()) & set(patients))
+    if cfg.val_patients and set(cfg.val_patients) & set(test_p):
+        raise ValueError("a patient cannot be in both the validation and the test split: "
+                         + ", ".join(sorted(set(cfg.val_patients) & set(test_p))))
+    patients = [p for p in patients if p not in set(test_p)]
     if len(patients) < 2:
         raise ValueError(f"need image/mask pairs from at least 2 patients in {cfg.data}; found {len(patients)}")
     if cfg.val_patients:
@@ -192,7 +201,7 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
     train_pairs, val_pairs = pick(train_p), pick(val_p)
     hw = (cfg.image_size, cfg.image_size)
     split_file = out.with_name(f"{out.stem}.split.json")
-    write_split(split_file, train_p, val_p, cfg.seed, cfg.val_fraction)
+    write_split(split_file, train_p, val_p, cfg.seed, cfg.val_fraction, test_p)
     train_arr = load_arrays(train_pairs, hw)
     val_arr = load_arrays(val_pairs, hw)
     norm = _normalization(cfg, prior_meta, train_arr.images)
@@ -268,7 +277,7 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
                     "epoch": epoch,
                     "optimizer_step": optimizer_step(optimizer),
                     "data": data_summary,
-                    "split": {"train": train_p, "validation": val_p, "seed": cfg.seed},
+                    "split": {"train": train_p, "validation": val_p, "test": test_p, "seed": cfg.seed},
                     "history": history,
                     "elapsed_s": round(time.monotonic() - started, 1),
                     "hardware": f"{os.cpu_count()} CPU cores",

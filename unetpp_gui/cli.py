@@ -49,8 +49,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     status = 0
     try:
+        flt = model.patient_filter if args.patient_filter == "auto" else None
+        if flt is not None and not args.quiet:
+            print(f"patient 3-D filter: {flt.describe()} (the model's; --patient-filter off to skip)",
+                  file=sys.stderr)
         jobs = write_masks(model, found.slices, out, roots, pt, args.overlay, batch_size=args.batch_size,
-                           cancel=cancel)
+                           cancel=cancel, patient_filter=flt)
         for i, res in enumerate(jobs, 1):
             rows.append(row_for(res, pt, dt))
             if not args.quiet:
@@ -126,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="average with the left-right mirror (2x time)")
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="bfloat16 is faster on CPUs with AVX512-BF16/AMX; auto uses it where the CPU has it")
+    p.add_argument("--patient-filter", choices=("auto", "off"), default="auto",
+                   help="3-D filter over each patient folder's slices (auto: as the model's metadata says)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
 

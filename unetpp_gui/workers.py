@@ -70,13 +70,18 @@ def discover_worker(paths: list[str]) -> Any:
     return create_worker(_discover, paths, _start_thread=False, _ignore_errors=True)
 
 
-def _predict(model: Any, paths: list[Path], batch_size: int) -> Iterator[Any]:
+def _predict(model: Any, paths: list[Path], batch_size: int, patient_filter: Any) -> Iterator[Any]:
     background_priority()  # and the decode thread it starts
-    from unetpp_gui.core.inference import predict_paths
+    from unetpp_gui.core.inference import predict_patients
 
-    yield from predict_paths(model, paths, batch_size=batch_size, keep_maps=True)
+    yield from predict_patients(model, paths, model.metadata.pixel_threshold, patient_filter,
+                                batch_size=batch_size, keep_maps=True)
 
 
-def predict_worker(model: Any, paths: list[Path], batch_size: int = 8) -> Any:
-    """Generator worker: ``yielded`` gets each SliceResult in order; ``quit()`` cancels."""
-    return create_worker(_predict, model, list(paths), batch_size, _start_thread=False, _ignore_errors=True)
+def predict_worker(model: Any, paths: list[Path], batch_size: int = 8, patient_filter: Any = None) -> Any:
+    """Generator worker: ``yielded`` gets each SliceResult in order; ``quit()`` cancels.
+
+    With ``patient_filter`` a patient's slices arrive together, once its last slice is predicted.
+    """
+    return create_worker(_predict, model, list(paths), batch_size, patient_filter, _start_thread=False,
+                         _ignore_errors=True)

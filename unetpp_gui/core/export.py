@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from unetpp_gui.core.image_io import save_png
-from unetpp_gui.core.inference import SliceResult, predict_paths
+from unetpp_gui.core.consistency import PatientFilter
+from unetpp_gui.core.inference import SliceResult, predict_patients
 from unetpp_gui.core.model_io import LoadedModel
 from unetpp_gui.core.overlay import DEFAULT_COLOR, render_overlay
 from unetpp_gui.core.postprocess import binarize
@@ -36,13 +37,16 @@ def write_masks(
     opacity: float = 0.45,
     batch_size: int = 8,
     cancel: threading.Event | None = None,
+    patient_filter: PatientFilter | None = None,
 ) -> Iterator[SliceResult]:
     """Predict ``paths`` and write ``<name>_pred.png`` (and ``_overlay.png``) under ``out``.
 
     Yields each result after its files are written (atomically), so a cancelled run leaves only
-    complete files. The yielded results keep compact stats only.
+    complete files. The yielded results keep compact stats only. With ``patient_filter`` each
+    patient's slices are filtered together (:func:`~unetpp_gui.core.inference.predict_patients`).
     """
-    for res in predict_paths(model, paths, batch_size, keep_maps=True, cancel=cancel):
+    for res in predict_patients(model, paths, pixel_threshold, patient_filter, batch_size, keep_maps=True,
+                                cancel=cancel):
         if res.ok and res.prob_q is not None and res.image is not None:
             mask = binarize(res.prob_q, pixel_threshold)
             save_png(output_path(out, res.path, roots, "_pred.png"), mask)

@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from unetpp_gui.core.discovery import find_ground_truth
 from unetpp_gui.core.errors import ImageError
 from unetpp_gui.core.image_io import load_image, load_mask
 from unetpp_gui.core.model_io import LoadedModel
+
+if TYPE_CHECKING:
+    from unetpp_gui.core.consistency import PatientFilter
 from unetpp_gui.core.postprocess import SliceStats, quantize
 from unetpp_gui.core.preprocess import Geometry, prepare, restore
 
@@ -44,6 +47,7 @@ class SliceResult:
     stats: SliceStats | None = None
     error: str | None = None
     size: tuple[int, int] | None = None  # (width, height) of the slice
+    removed: tuple | None = None  # pixels the patient 3-D filter removed (core.consistency.pack)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +134,30 @@ def predict_paths(
                 yield result
             if progress is not None:
                 progress(done, total)
+
+
+def predict_patients(
+    model: LoadedModel,
+    paths: Iterable[str | Path],
+    pixel_threshold: float,
+    patient_filter: "PatientFilter | None",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    keep_maps: bool = True,
+    cancel: threading.Event | None = None,
+    progress: ProgressFn | None = None,
+    patient_of: Callable[[Path], str] | None = None,
+) -> Iterator[SliceResult]:
+    """:func:`predict_paths`, with each patient's consecutive slices passed through the 3-D filter
+    (:mod:`unetpp_gui.core.consistency`) when one is given. Patients are the slices' folders."""
+    from unetpp_gui.core.consistency import by_patient
+    from unetpp_gui.core.discovery import patient_of as folder_patient
+
+    results = predict_paths(model, paths, batch_size, keep_maps=keep_maps or patient_filter is not None,
+                            cancel=cancel, progress=progress)
+    for res in by_patient(results, patient_of or folder_patient, pixel_threshold, patient_filter):
+        if not keep_maps:
+            res.image = res.prob_q = res.std_q = res.gt = None
+        yield res
 
 
 def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -> list[SliceResult]:

@@ -32,6 +32,8 @@ class ModelMetadata:
     input_normalization: dict[str, Any] = field(default_factory=dict)
     pixel_threshold: float = DEFAULT_PIXEL_THRESHOLD
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
+    #: patient-level 3-D filter (see core.consistency), e.g. {"min_fraction": 1.0}; {} = off
+    patient_filter: dict[str, Any] = field(default_factory=dict)
     name: str = ""
     architecture: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)

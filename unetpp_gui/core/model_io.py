@@ -7,7 +7,7 @@ import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from unetpp_gui.core.errors import ModelError
 from unetpp_gui.core.fold import fold_batch_norm
 from unetpp_gui.core.metadata import ModelMetadata, read_metadata
 from unetpp_gui.core.normalize import ChannelNorm
+
+if TYPE_CHECKING:
+    from unetpp_gui.core.consistency import PatientFilter
 
 MODEL_SUFFIXES = (".h5", ".hdf5", ".keras")
 
@@ -96,6 +99,16 @@ class LoadedModel:
         """The intensity normalisation stored with the model (None for plain scaling); parsed once."""
         return ChannelNorm.from_dict(self.metadata.input_normalization)
 
+    @cached_property
+    def patient_filter(self) -> "PatientFilter | None":
+        """The patient-level 3-D filter the model's metadata switches on (None: off)."""
+        from unetpp_gui.core.consistency import PatientFilter
+
+        try:
+            return PatientFilter.from_dict(self.metadata.patient_filter)
+        except (TypeError, ValueError):
+            return None
+
     @property
     def name(self) -> str:
         return self.metadata.name or self.path.stem
@@ -113,6 +126,7 @@ class LoadedModel:
             "input_normalization": self.metadata.input_normalization.get("method", "none"),
             "pixel_threshold": self.metadata.pixel_threshold,
             "decision_threshold": self.metadata.decision_threshold,
+            "patient_filter": self.patient_filter.describe() if self.patient_filter else "off",
             "metadata_in_file": self.metadata.from_file,
             "precision": self.precision,
             "folded_batch_norms": self.folded_batch_norms,

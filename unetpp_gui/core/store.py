@@ -14,7 +14,7 @@ from pathlib import Path
 
 from unetpp_gui.core.discovery import patient_of
 from unetpp_gui.core.inference import SliceResult
-from unetpp_gui.core.postprocess import Derived
+from unetpp_gui.core.postprocess import Derived, SliceStats
 
 DEFAULT_CAPACITY = 64
 
@@ -35,6 +35,7 @@ class SliceStore:
         self.compact: dict[Path, SliceResult] = {}  # stats + error only
         self._maps: OrderedDict[Path, SliceResult] = OrderedDict()
         self._patients: dict[Path, str] = {}  # summaries ask on every threshold change
+        self._removed: dict[Path, tuple] = {}  # 3-D filter's removed pixels, kept across map eviction
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -49,7 +50,17 @@ class SliceStore:
                 added.append(p)
         return added
 
+    def removed_pixels(self, path: Path) -> int | None:
+        """How many pixels the patient 3-D filter removed from ``path`` (None: not filtered)."""
+        packed = self._removed.get(path)
+        if packed is None:
+            return None
+        from unetpp_gui.core.consistency import unpack
+
+        return int(unpack(packed).sum())
+
     def clear(self) -> None:
+        self._removed.clear()
         self.paths.clear()
         self._index.clear()
         self.compact.clear()
@@ -60,9 +71,23 @@ class SliceStore:
         return self._index[path]
 
     def put(self, result: SliceResult) -> None:
-        """Record a result: stats always, arrays in the bounded cache."""
+        """Record a result: stats always, arrays in the bounded cache.
+
+        A slice predicted again on its own (after its maps were evicted) gets the pixels the patient
+        3-D filter removed from it the first time removed again, so it never changes on a revisit.
+        """
+        if result.removed is not None:
+            self._removed[result.path] = result.removed
+        elif result.path in self._removed and result.ok and result.prob_q is not None:
+            from unetpp_gui.core.consistency import apply_removed, unpack
+
+            removed = unpack(self._removed[result.path])
+            if removed.shape == result.prob_q.shape:
+                result.removed = self._removed[result.path]
+                result.prob_q = apply_removed(result.prob_q, removed)
+                result.stats = SliceStats.from_map(result.prob_q, result.gt)
         self.compact[result.path] = SliceResult(result.path, gt_path=result.gt_path, stats=result.stats,
-                                                error=result.error, size=result.size)
+                                                error=result.error, size=result.size, removed=result.removed)
         if result.ok and result.prob_q is not None:
             self._maps[result.path] = result
             self._maps.move_to_end(result.path)
@@ -97,5 +122,6 @@ class SliceStore:
 
     def clear_results(self) -> None:
         """Forget predictions (after a model change); the slice list stays."""
+        self._removed.clear()
         self.compact.clear()
         self._maps.clear()

@@ -29,6 +29,9 @@ class ResultsPanel(QGroupBox):
         self.max_prob = QLabel("—")
         self.dice = QLabel("—")
         self.iou = QLabel("—")
+        self.filtered = QLabel("—")
+        self.filtered.setToolTip("Pixels the patient 3-D filter removed from this slice: specks not connected "
+                                 "to the patient's main lesion across neighbouring slices (Model menu).")
         self.model = QLabel("—")
         self.model.setWordWrap(True)
         form = QFormLayout()
@@ -37,6 +40,7 @@ class ResultsPanel(QGroupBox):
         form.addRow("Max probability", self.max_prob)
         form.addRow("Dice vs ground truth", self.dice)
         form.addRow("IoU vs ground truth", self.iou)
+        form.addRow("3-D filter", self.filtered)
         form.addRow("Model", self.model)
         notice = QLabel(RESEARCH_NOTICE)
         notice.setWordWrap(True)
@@ -46,7 +50,8 @@ class ResultsPanel(QGroupBox):
         layout.addLayout(form)
         layout.addWidget(notice)
 
-    def show_derived(self, d: Derived | None, error: str | None = None) -> None:
+    def show_derived(self, d: Derived | None, error: str | None = None, filtered: str = "—") -> None:
+        self.filtered.setText(filtered)
         if error:
             self.badge.setText("ERROR")
             self.badge.setStyleSheet(BADGE_STYLE.format(bg="#8d6e63"))
@@ -71,7 +76,7 @@ class ResultsPanel(QGroupBox):
         """Plain-text copy of what the panel shows (for the clipboard)."""
         return (f"Decision: {self.badge.text()}\nTumour area ratio: {self.ratio.text()}\n"
                 f"Mask pixels: {self.pixels.text()}\nMax probability: {self.max_prob.text()}\n"
-                f"Dice: {self.dice.text()}\nIoU: {self.iou.text()}\nModel: {self.model.text()}\n{RESEARCH_NOTICE}")
+                f"Dice: {self.dice.text()}\nIoU: {self.iou.text()}\n3-D filter: {self.filtered.text()}\nModel: {self.model.text()}\n{RESEARCH_NOTICE}")
 
 
 class Controls(QGroupBox):

@@ -141,12 +141,11 @@ class MainWindow(QMainWindow):
             pixel, decision = float(saved[0]), float(saved[1])
         self.controls.set_thresholds(pixel, decision)
         self._say(f"Model {model.name} ready.")
-        if old is not None:
-            self.cancel_predictions()
-            self.store.clear_results()
-            self._refresh_markers()
         self.model_changed.emit(model)
-        self.schedule_predictions()
+        if old is not None:
+            self._restart_predictions()
+        else:
+            self.schedule_predictions()
 
     def _on_model_error(self, exc: BaseException) -> None:
         if self._closed:
@@ -171,6 +170,20 @@ class MainWindow(QMainWindow):
             self.settings.setValue("inference/precision", precision)
         self.load_model(self.model.path, getattr(self, "_trust", False), level, use_tta,
                         precision or self.model.precision)
+
+    def active_patient_filter(self) -> Any:
+        """The model's patient 3-D filter, unless switched off in the Model menu (remembered)."""
+        if self.model is None or str(self.settings.value("inference/patient_filter", "on")) == "off":
+            return None
+        return self.model.patient_filter
+
+    def set_patient_filter(self, on: bool) -> None:
+        """Switch the patient 3-D filter on or off; every slice is predicted again to show it."""
+        self.settings.setValue("inference/patient_filter", "on" if on else "off")
+        menus.sync_inference_menu(self)
+        if self.model is not None:
+            self._restart_predictions()
+            self.render_current()
 
     def reset_thresholds(self) -> None:
         if self.model is not None:
@@ -213,9 +226,14 @@ class MainWindow(QMainWindow):
         pending = self.store.pending()
         if not pending:
             return
-        if self.current in pending:  # what the user looks at goes first
-            pending.remove(self.current)
-            pending.insert(0, self.current)
+        if self.current in pending:  # what the user looks at goes first (with the 3-D filter: its patient)
+            if self.active_patient_filter() is not None:
+                patient = self.store.patient(self.current)
+                first = [p for p in pending if self.store.patient(p) == patient]
+                pending = first + [p for p in pending if self.store.patient(p) != patient]
+            else:
+                pending.remove(self.current)
+                pending.insert(0, self.current)
         self._job_total, self._job_done = len(pending), 0
         self._job_started = time.monotonic()
         self.progress.setRange(0, len(pending))
@@ -223,8 +241,8 @@ class MainWindow(QMainWindow):
         self.progress.show()
         self.cancel_button.show()
         self.status.setText(f"Predicting {len(pending)} slice(s)…")
-        job = workers.predict_worker(self.model, pending, self.batch_size)
-        job.yielded.connect(self._on_result)
+        job = workers.predict_worker(self.model, pending, self.batch_size, self.active_patient_filter())
+        job.yielded.connect(lambda res, j=job: self._on_result(res) if j is self._job else None)
         job.finished.connect(lambda j=job: self._on_job_finished(j))
         job.errored.connect(lambda e: self._say(f"Prediction failed: {e}", error=True))
         self._job = job
@@ -235,6 +253,17 @@ class MainWindow(QMainWindow):
         if self._job is not None:
             self._job.quit()
             self._say("Prediction cancelled; finished slices are kept.")
+
+    def _restart_predictions(self) -> None:
+        """Drop every result and predict again (another model or filter): the running job is told to
+        stop and detached at once, so none of its late results can mix with the new ones."""
+        if self._job is not None:
+            self._job.quit()
+            self._job = None
+        self.store.clear_results()
+        self._refresh_markers()
+        self.batch.refresh(force=True)
+        self.schedule_predictions()
 
     def _on_result(self, res: SliceResult) -> None:
         if self._closed:
@@ -315,8 +344,14 @@ class MainWindow(QMainWindow):
                                  full.gt if c.show_gt.isChecked() else None)
         self.panels.show_slice(full.image, full.gt, c.show_gt.isChecked())
         self.panels.show_result(full.prob_q, mask, overlay, c.mask_view.currentText(), full.std_q)
-        self.results.show_derived(self.store.derived(path, t))
+        self.results.show_derived(self.store.derived(path, t), filtered=self._filter_text(path))
         self.slice_shown.emit(path)
+
+    def _filter_text(self, path: Path) -> str:
+        if self.active_patient_filter() is None:
+            return "off"
+        removed = self.store.removed_pixels(path)
+        return f"removed {removed:,} px" if removed else "nothing removed"
 
     def _on_controls(self) -> None:
         self.render_current()

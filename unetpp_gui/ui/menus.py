@@ -55,6 +55,11 @@ def build_menus(win: Any) -> None:
     win.bf16_action = action(model_menu, "&bfloat16 inference (faster; CPUs with AVX512-BF16 or AMX)",
                              lambda checked=False: win.set_inference(precision="bfloat16" if checked else "float32"))
     win.bf16_action.setCheckable(True)
+    model_menu.addSeparator()
+    win.patient_filter_action = action(
+        model_menu, "&Patient 3-D filter (drop specks no lesion in neighbouring slices supports)",
+        lambda checked=False: win.set_patient_filter(checked))
+    win.patient_filter_action.setCheckable(True)
     sync_inference_menu(win)
     win.menu_training = win.menuBar().addMenu("&Training")
     action(win.menu_training, "&Train model…", win.show_training, "Ctrl+T")
@@ -75,6 +80,11 @@ def sync_inference_menu(win: Any) -> None:
 
     win.bf16_action.setEnabled(m is not None and cpu_supports_bf16())
     win.bf16_action.setChecked(bool(m is not None and m.precision == "bfloat16"))
+    flt = m.patient_filter if m is not None else None
+    win.patient_filter_action.setEnabled(flt is not None)
+    win.patient_filter_action.setChecked(win.active_patient_filter() is not None)
+    win.patient_filter_action.setToolTip(f"{flt.describe()} (the model's setting)" if flt else
+                                         "This model stores no patient 3-D filter")
 
 
 def open_files_dialog(win: Any) -> None:

@@ -1,0 +1,226 @@
+"""Patient 3-D filter: components, grouping by patient, cancel, the CLI, evaluation and the GUI store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unetpp_gui.core.consistency import PatientFilter, by_patient, pack, removed_voxels, unpack
+from unetpp_gui.core.inference import Cancelled, SliceResult
+from unetpp_gui.core.postprocess import SliceStats
+
+
+def _stack(n: int = 4, size: int = 32) -> list[np.ndarray]:
+    """A lesion through slices 1-3 (6x6 px each) and a 2-px speck alone on slice 0."""
+    maps = [np.zeros((size, size), np.uint8) for _ in range(n)]
+    for i in (1, 2, 3):
+        maps[i][10:16, 10:16] = 230
+    maps[0][25:26, 2:4] = 240
+    return maps
+
+
+def test_speck_removed_lesion_kept() -> None:
+    maps = _stack()
+    removed = removed_voxels(maps, 0.5, 1.0)
+    assert removed[0].sum() == 2 and removed[0][25, 2] and removed[0][25, 3]
+    assert not any(r.any() for r in removed[1:])
+
+
+def test_min_fraction_keeps_components_large_enough() -> None:
+    maps = _stack()
+    assert not any(r.any() for r in removed_voxels(maps, 0.5, 1.5 / 108))  # speck = 2 of 108 voxels
+    assert removed_voxels(maps, 0.5, 3 / 108)[0].sum() == 2
+
+
+def test_threshold_decides_what_is_a_component() -> None:
+    maps = _stack()
+    maps[0][25, 2:4] = 100  # below 0.5 now: nothing to remove at 0.5, the speck returns at 0.3
+    assert not any(r.any() for r in removed_voxels(maps, 0.5, 1.0))
+    assert removed_voxels(maps, 0.3, 1.0)[0].sum() == 2
+
+
+def test_diagonal_neighbours_across_slices_connect() -> None:
+    maps = _stack()
+    maps[0][:] = 0
+    maps[0][9, 9] = 240  # touches slice 1's lesion corner (10, 10) diagonally in 3-D
+    assert not removed_voxels(maps, 0.5, 1.0)[0].any()
+
+
+def test_empty_stack_removes_nothing() -> None:
+    removed = removed_voxels([np.zeros((8, 8), np.uint8)] * 3, 0.5, 1.0)
+    assert len(removed) == 3 and not any(r.any() for r in removed)
+
+
+def test_pack_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    m = rng.random((37, 53)) > 0.7
+    assert np.array_equal(unpack(pack(m)), m)
+    assert pack(np.zeros((4, 4), bool)) is None
+
+
+def test_filter_setting_from_metadata() -> None:
+    assert PatientFilter.from_dict({}) is None
+    assert PatientFilter.from_dict({"min_fraction": 0.2}) == PatientFilter(0.2)
+    with pytest.raises(ValueError):
+        PatientFilter.from_dict({"min_fraction": 0})
+
+
+def _results(patient: str, maps: list[np.ndarray], root: Path) -> list[SliceResult]:
+    return [SliceResult(root / patient / f"s_{i}.png", prob_q=m, stats=SliceStats.from_map(m), size=m.shape[::-1])
+            for i, m in enumerate(maps)]
+
+
+def _patient(path: Path) -> str:
+    return path.parent.name
+
+
+def test_by_patient_filters_each_patient_alone(tmp_path: Path) -> None:
+    a = _results("A", _stack(), tmp_path)
+    b = _results("B", [_stack()[0]], tmp_path)  # a patient with one slice: never filtered
+    err = [SliceResult(tmp_path / "C" / "bad.png", error="not a readable image")]
+    c = _results("C", _stack(), tmp_path)
+    out = list(by_patient(iter(a + b + err + c), _patient, 0.5, PatientFilter(1.0)))
+    assert [r.path for r in out] == [r.path for r in a + b + err + c]
+    assert out[0].stats.mask_pixels(0.5) == 0 and out[0].removed is not None
+    assert out[4].stats.mask_pixels(0.5) == 2 and out[4].removed is None  # B alone: as predicted
+    assert out[5].error
+    assert out[6].stats.mask_pixels(0.5) == 0  # C's speck: its own stack
+    assert [r.stats.mask_pixels(0.5) for r in out[1:4]] == [36, 36, 36]
+
+
+def test_without_filter_results_pass_untouched(tmp_path: Path) -> None:
+    a = _results("A", _stack(), tmp_path)
+    out = list(by_patient(iter(a), _patient, 0.5, None))
+    assert out == a and out[0].stats.mask_pixels(0.5) == 2
+
+
+def test_cancel_yields_what_was_held_then_raises(tmp_path: Path) -> None:
+    a = _results("A", _stack(), tmp_path)
+
+    def source():
+        yield from a[:3]
+        raise Cancelled()
+
+    got = []
+    with pytest.raises(Cancelled):
+        for r in by_patient(source(), _patient, 0.5, PatientFilter(1.0)):
+            got.append(r)
+    assert [r.path for r in got] == [r.path for r in a[:3]]
+    assert got[0].stats.mask_pixels(0.5) == 0  # filtered among the slices that were finished
+
+
+def _bright_model(path: Path, patient_filter: dict) -> Path:
+    """A real one-layer Keras model that calls bright pixels tumour (green channel > 0.6)."""
+    import keras
+
+    from training.saving import save_model
+    from unetpp_gui.core.metadata import ModelMetadata
+
+    inp = keras.Input((64, 64, 3))
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid", name="bright")
+    model = keras.Model(inp, conv(inp))
+    conv.set_weights([np.array([0.0, 40.0, 0.0], np.float32).reshape(1, 1, 3, 1), np.array([-24.0], np.float32)])
+    meta = ModelMetadata(name="bright", pixel_threshold=0.5, decision_threshold=0.0001,
+                         patient_filter=patient_filter)
+    save_model(model, path, meta)
+    return path
+
+
+def _patient_folder(folder: Path) -> None:
+    from conftest import save_png
+
+    for i in range(4):
+        img = np.full((64, 64, 3), 60, np.uint8)
+        if i >= 1:
+            img[20:30, 20:30] = 230  # the lesion, through slices 1-3
+        if i == 0:
+            img[50:52, 5:7] = 230  # a speck on slice 0, connected to nothing
+        save_png(folder / f"case_{i}.png", img)
+
+
+def test_cli_predict_applies_the_models_filter(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from unetpp_gui.cli import main
+
+    model = _bright_model(tmp_path / "bright.h5", {"min_fraction": 1.0})
+    _patient_folder(tmp_path / "in" / "P1")
+    assert main(["predict", str(tmp_path / "in"), "--out", str(tmp_path / "on"), "--model", str(model), "--quiet"]) == 0
+    assert main(["predict", str(tmp_path / "in"), "--out", str(tmp_path / "off"), "--model", str(model),
+                 "--patient-filter", "off", "--quiet"]) == 0
+    on = np.asarray(Image.open(tmp_path / "on" / "in" / "P1" / "case_0_pred.png"))
+    off = np.asarray(Image.open(tmp_path / "off" / "in" / "P1" / "case_0_pred.png"))
+    assert off.astype(bool).sum() == 4 and on.astype(bool).sum() == 0
+    lesion = np.asarray(Image.open(tmp_path / "on" / "in" / "P1" / "case_2_pred.png")).astype(bool)
+    assert lesion.sum() == 100
+    rows = (tmp_path / "on" / "results.csv").read_text().splitlines()
+    assert ",no tumour," in rows[1] and ",tumour," in rows[2]
+
+
+def test_calibration_turns_the_filter_on_only_when_it_helps(tmp_path: Path) -> None:
+    from training.evaluate import Evaluated, calibrate_filter, metrics_at, with_patient_filter
+
+    gt = np.zeros((32, 32), bool)
+    items = []
+    for p in ("A", "B"):
+        for i, m in enumerate(_stack()):
+            g = gt.copy()
+            if i:
+                g[10:16, 10:16] = True
+            items.append(Evaluated(p, tmp_path / p / f"{i}.png", SliceStats.from_map(m, g), m, g))
+    t, d, f = calibrate_filter(items)
+    assert f is not None
+    filtered = metrics_at(with_patient_filter(items, t, f), t, d)
+    assert filtered["patient_dice_mean"] == pytest.approx(1.0) and filtered["slice_accuracy"] == 1.0
+    clean = [Evaluated(it.patient, it.path, SliceStats.from_map(q := np.where(it.gt, 230, 0).astype(np.uint8), it.gt),
+                       q, it.gt) for it in items]
+    assert calibrate_filter(clean)[2] is None  # nothing to gain: stays off
+
+
+def test_store_reapplies_the_filter_to_a_slice_predicted_again(tmp_path: Path) -> None:
+    from unetpp_gui.core.consistency import filter_patient
+    from unetpp_gui.core.store import SliceStore
+
+    store = SliceStore(capacity=1)
+    a = _results("A", _stack(), tmp_path)
+    store.add_paths([r.path for r in a])
+    filter_patient(a, 0.5, PatientFilter(1.0))
+    for r in a:
+        store.put(r)
+    assert store.full(a[0].path) is None  # evicted (capacity 1)
+    again = _results("A", _stack(), tmp_path)[0]  # predicted alone: the speck is back
+    assert again.stats.mask_pixels(0.5) == 2
+    store.put(again)
+    assert store.compact[a[0].path].stats.mask_pixels(0.5) == 0 and store.removed_pixels(a[0].path) == 2
+    store.clear_results()
+    assert store.removed_pixels(a[0].path) is None
+
+
+def test_gui_shows_the_filtered_masks_and_the_menu_switches_it(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtCore import QSettings
+
+    from unetpp_gui.ui.main_window import MainWindow
+
+    model = _bright_model(tmp_path / "bright.h5", {"min_fraction": 1.0})
+    _patient_folder(tmp_path / "in" / "P1")
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.model_changed, timeout=120_000):
+        win.load_model(model)
+    assert win.patient_filter_action.isEnabled() and win.patient_filter_action.isChecked()
+    with qtbot.waitSignal(win.predictions_finished, timeout=120_000):
+        win.open_paths([tmp_path / "in"])
+    first = win.store.paths[0]
+    win.slice_list.setCurrentRow(0)
+    assert win.current == first and win._kind(first) == "clear"
+    assert win.results.filtered.text() == "removed 4 px" and win.results.pixels.text() == "0"
+    with qtbot.waitSignal(win.predictions_finished, timeout=120_000):
+        win.patient_filter_action.trigger()  # off: predicted again, the speck is back
+    assert not win.patient_filter_action.isChecked() and win._kind(first) == "tumour"
+    win.render_current()
+    assert win.results.filtered.text() == "off" and win.results.pixels.text() == "4"
+    assert win.settings.value("inference/patient_filter") == "off"
+    win.close()
