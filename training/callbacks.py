@@ -80,11 +80,12 @@ class Checkpoint(keras.callbacks.Callback):
 
     def __init__(self, monitor: str, best_path: Path, last_path: Path | None,
                  save: Callable[[Path, int, dict], None], flag: threading.Event,
-                 best: float = -math.inf, on_save: Callable[[str, Path, int], None] | None = None) -> None:
+                 best: float = -math.inf, on_save: Callable[[str, Path, int], None] | None = None,
+                 best_epoch: int | None = None) -> None:
         super().__init__()
         self.monitor, self.best_path, self.last_path = monitor, best_path, last_path
         self.save, self.flag, self.best, self.on_save = save, flag, best, on_save
-        self.best_epoch: int | None = None
+        self.best_epoch = best_epoch  # a resumed run's best so far
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})

@@ -124,6 +124,29 @@ def _normalization(cfg: TrainConfig, prior: ModelMetadata | None, images: Any) -
     return fit_channel_norm(images)
 
 
+def check_output(out: Path) -> None:
+    """Refuse an unusable ``--out`` before any data is read, and clear the temporary files a killed
+    save left beside it (``.<name>.XXXXXXXX.h5``, never a finished checkpoint)."""
+    import re
+
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the model file to write, e.g. {out / 'model.h5'}")
+    if out.suffix.lower() not in (".h5", ".hdf5"):
+        raise ValueError(f"--out {out}: the model is written as HDF5; use a .h5 file name")
+    folder = out.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {out}: its folder cannot be created ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--out {out}: the folder {folder} is not writable")
+    for name in (out.name, last_path_for(out).name):
+        stale = re.compile(rf"^\.{re.escape(name[:32])}\.[A-Za-z0-9_]{{8}}\.h5$")
+        for p in folder.iterdir():
+            if stale.match(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+
+
 def _emit(progress: Any, event: str, **fields: Any) -> None:
     if progress is not None:
         progress.emit(event, **fields)
@@ -145,6 +168,7 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
     cancel = cancel or threading.Event()
     started = time.monotonic()
     out = Path(cfg.out)
+    check_output(out)
     keras.utils.set_random_seed(cfg.seed)
 
     # Resume / fine-tune: the file's own architecture and split win.
@@ -204,6 +228,8 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
     write_split(split_file, train_p, val_p, cfg.seed, cfg.val_fraction, test_p)
     train_arr = load_arrays(train_pairs, hw)
     val_arr = load_arrays(val_pairs, hw)
+    if cancel.is_set():  # stopped while the slices were read: nothing was trained, nothing written
+        return TrainResult("cancelled", None, None, None, None, 0, {}, train_p, val_p)
     norm = _normalization(cfg, prior_meta, train_arr.images)
     if norm is not None:
         normalize_arrays(train_arr, norm)
@@ -297,11 +323,13 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
                     for k, v in (logs or {}).items():
                         history.setdefault(k, []).append(round(float(v), 6))
 
-        best0 = -math.inf
+        best0, best_epoch0 = -math.inf, None
         if prior_meta is not None and cfg.resume and out.exists():
-            best0 = float(read_metadata(out).metrics.get("val_dice_global", -math.inf))
+            best_meta = read_metadata(out)
+            best0 = float(best_meta.metrics.get("val_dice_global", -math.inf))
+            best_epoch0 = best_meta.metrics.get("epoch")
         ckpt = cb.Checkpoint(
-            monitor, out, last_path_for(out), save, cancel, best=best0,
+            monitor, out, last_path_for(out), save, cancel, best=best0, best_epoch=best_epoch0,
             on_save=lambda kind, p, e: _emit(progress, "checkpoint", kind=kind, path=str(p), epoch=e),
         )
         cancel_cb = cb.CancelOnFlag(cancel, Path(cfg.cancel_file) if cfg.cancel_file else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 import time
@@ -13,41 +14,71 @@ from typing import Sequence
 from unetpp_gui import RESEARCH_NOTICE, __version__
 
 
-def _progress_bar(done: int, total: int, start: float, stream=sys.stderr) -> None:
-    width = 30
-    frac = done / total if total else 1.0
-    rate = done / max(time.monotonic() - start, 1e-9)
-    eta = (total - done) / rate if rate > 0 else 0.0
-    bar = "#" * int(frac * width)
-    stream.write(f"\r[{bar:<{width}}] {done}/{total}  {rate:5.1f} slices/s  ETA {eta:4.0f}s")
-    if done >= total:
-        stream.write("\n")
-    stream.flush()
+class Progress:
+    """Progress on stderr: a redrawn bar on a terminal, a plain line every few seconds in a log."""
+
+    def __init__(self, total: int, stream=sys.stderr, every_s: float = 5.0) -> None:
+        self.total, self.stream, self.every_s = total, stream, every_s
+        self.start = self.last = time.monotonic()
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        rate = done / max(now - self.start, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else 0.0
+        if self.tty:
+            width = 30
+            bar = "#" * int((done / self.total if self.total else 1.0) * width)
+            self.stream.write(f"\r[{bar:<{width}}] {done}/{self.total}  {rate:5.1f} slices/s  ETA {eta:4.0f}s")
+            if done >= self.total:
+                self.stream.write("\n")
+        elif now - self.last >= self.every_s or done >= self.total:
+            self.last = now
+            self.stream.write(f"{done}/{self.total} slices, {rate:.1f} slices/s, ETA {eta:.0f} s\n")
+        self.stream.flush()
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from unetpp_gui.core.discovery import discover
-    from unetpp_gui.core.export import write_masks
+    from unetpp_gui.core.export import RESULTS_CSV, prepare_output_folder, write_masks
     from unetpp_gui.core.inference import Cancelled
-    from unetpp_gui.core.model_io import load_model, resolve_model_path
     from unetpp_gui.core.report import row_for, write_csv
+
+    out = Path(args.out)
+    removed = prepare_output_folder(out, args.overwrite)  # before anything slow: a bad --out fails at once
+    if removed:
+        print(f"unetpp: --overwrite: removed the earlier run's {len(removed) - 1} output file(s) and its "
+              f"{RESULTS_CSV}", file=sys.stderr)
+    found = discover(args.paths, exclude=[out])
+    for p, why in found.problems:
+        print(f"unetpp: warning: {p}: {why}", file=sys.stderr)
+    if not found.slices:
+        print("unetpp: error: no image slices found in the given paths "
+              f"({', '.join(str(p) for p in args.paths[:3])}{' ...' if len(args.paths) > 3 else ''})",
+              file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"unetpp: {len(found.slices)} slice(s) found; loading TensorFlow and the model...",
+              file=sys.stderr, flush=True)
+    from unetpp_gui.core.model_io import load_model, resolve_model_path
 
     model = load_model(resolve_model_path(args.model), trust=args.trust_model, prune_level=args.prune, tta=args.tta,
                        precision=args.precision)
     meta = model.metadata
     pt = args.pixel_threshold if args.pixel_threshold is not None else meta.pixel_threshold
     dt = args.decision_threshold if args.decision_threshold is not None else meta.decision_threshold
-    found = discover(args.paths)
-    for p, why in found.problems:
-        print(f"unetpp: warning: {p}: {why}", file=sys.stderr)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     roots = [Path(p) for p in args.paths]
-    rows = []
-    start = time.monotonic()
+    rows: list[dict] = []
     total = len(found.slices)
+    progress = Progress(total)
     cancel = threading.Event()
     status = 0
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    last_csv = time.monotonic()
     try:
         flt = model.patient_filter if args.patient_filter == "auto" else None
         if flt is not None and not args.quiet:
@@ -56,17 +87,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
         jobs = write_masks(model, found.slices, out, roots, pt, args.overlay, batch_size=args.batch_size,
                            cancel=cancel, patient_filter=flt)
         for i, res in enumerate(jobs, 1):
-            rows.append(row_for(res, pt, dt))
+            rows.append(row_for(res, pt, dt, out))
             if not args.quiet:
-                _progress_bar(i, total, start)
+                progress(i)
+            if time.monotonic() - last_csv > 30:  # a killed run still leaves a CSV of what it wrote
+                write_csv(out / RESULTS_CSV, rows)
+                last_csv = time.monotonic()
     except (KeyboardInterrupt, Cancelled):
         print(f"\nunetpp: interrupted; results for {len(rows)} of {total} slices are kept", file=sys.stderr)
         status = 130
-    write_csv(out / "results.csv", rows)
-    errors = sum(1 for r in rows if r["error"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        write_csv(out / RESULTS_CSV, rows)
+    errors = sum(1 for r in rows if r["error"] and not r["decision"])
+    unwritten = sum(1 for r in rows if r["error"] and r["decision"])
     tumour = sum(1 for r in rows if r["decision"] == "tumour")
-    print(f"{len(rows)} slices: {tumour} tumour, {len(rows) - tumour - errors} no tumour, {errors} errors; "
-          f"results in {out / 'results.csv'}", file=sys.stderr)
+    warned = sum(1 for r in rows if r["warning"])
+    print(f"{len(rows)} slices: {tumour} tumour, {len(rows) - tumour - errors} no tumour, {errors} errors"
+          + (f", {unwritten} with outputs not written" if unwritten else "")
+          + (f", {warned} flagged as unlike the training data" if warned else "")
+          + f"; results in {out / RESULTS_CSV}", file=sys.stderr)
+    if status == 0 and rows and errors == len(rows):
+        print("unetpp: error: no slice could be predicted", file=sys.stderr)
+        return 1
     return status
 
 
@@ -120,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="segment slices and write masks, overlays and results.csv")
     p.add_argument("paths", nargs="+", help="PNG files and/or folders (searched recursively)")
     p.add_argument("--model", help="model file (default: the bundled model)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True,
+                   help="output folder (created; one run per folder: see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the earlier run in --out (its results.csv and the masks/overlays it lists)")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--pixel-threshold", type=float)

@@ -17,7 +17,8 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    # a short prefix: a temp name built from a long file name would exceed the 255-byte limit
+    fd, name = tempfile.mkstemp(prefix=f".{path.name[:32]}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,21 +35,29 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the name itself is unusable (too long for the file system)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def find_ground_truth(image: str | Path) -> Path | None:
     """The mask file that belongs to ``image``, if one exists."""
     image = Path(image)
     for ext in (image.suffix, *IMAGE_SUFFIXES):
         cand = image.with_name(f"{image.stem}{MASK_SUFFIX}{ext}")
-        if cand.is_file():
+        if _is_file(cand):
             return cand
     if image.parent.name.lower() == "images":
         masks = image.parent.parent / "masks"
         for ext in (image.suffix, *IMAGE_SUFFIXES):
             cand = masks / f"{image.stem}{ext}"
-            if cand.is_file():
+            if _is_file(cand):
                 return cand
             cand = masks / f"{image.stem}{MASK_SUFFIX}{ext}"
-            if cand.is_file():
+            if _is_file(cand):
                 return cand
     return None
 
@@ -61,14 +70,25 @@ class Discovery:
     problems: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def discover(paths: list[str | Path] | tuple[str | Path, ...]) -> Discovery:
+def _is_regular(path: Path) -> bool:
+    """A regular file (links followed); FIFOs, devices and sockets are not: reading them can block."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def discover(paths: list[str | Path] | tuple[str | Path, ...],
+             exclude: list[str | Path] | tuple[str | Path, ...] = ()) -> Discovery:
     """Expand files and folders (recursively) into a naturally sorted list of slices.
 
     Unreadable folders and missing paths are reported in ``problems``; they never raise.
     Explicitly named files are kept even when their suffix is unknown, so that the user sees
-    an error row for them instead of silence.
+    an error row for them instead of silence. Folders in ``exclude`` (an output folder inside
+    the input, say) are not entered; special files (FIFOs, devices, sockets) are skipped.
     """
     found = Discovery()
+    skip = {os.path.realpath(e) for e in exclude}
     seen: set[Path] = set()
 
     def add(p: Path) -> None:
@@ -85,16 +105,22 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...]) -> Discovery:
                 found.problems.append((Path(err.filename or p), f"cannot read folder ({err.strerror})"))
 
             for root, dirs, files in os.walk(p, onerror=onerror):
-                dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
+                dirs[:] = sorted((d for d in dirs if not d.startswith(".")
+                                  and os.path.realpath(os.path.join(root, d)) not in skip), key=natural_key)
                 for name in files:
                     fp = Path(root) / name
                     if is_image_file(fp) and not is_mask_file(fp):
-                        batch.append(fp)
+                        if _is_regular(fp):
+                            batch.append(fp)
+                        else:
+                            found.problems.append((fp, "not a regular file (a FIFO, device or socket); skipped"))
             for fp in sorted(batch, key=natural_key):
                 add(fp)
         elif p.is_file():
             if not is_mask_file(p):
                 add(p)
+        elif p.exists():
+            found.problems.append((p, "not a regular file (a FIFO, device or socket); skipped"))
         else:
             found.problems.append((p, "no such file or folder"))
     return found

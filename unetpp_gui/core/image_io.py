@@ -6,6 +6,10 @@ channel adaptation to the model happens in :mod:`unetpp_gui.core.preprocess`.
 
 from __future__ import annotations
 
+import os
+import re
+import stat
+import struct
 import warnings
 from pathlib import Path
 
@@ -23,7 +27,24 @@ MAX_PIXELS = 40_000_000
 MIN_SIDE = 8
 
 
+def _check_regular(path: Path) -> None:
+    """Refuse FIFOs, devices and sockets before opening them: reading one can block forever."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except PermissionError:
+        raise ImageError(path, "permission denied") from None
+    except OSError as exc:
+        raise ImageError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(path, "is a folder, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(path, "not a regular file (a FIFO, device or socket); skipped")
+
+
 def _open(path: Path) -> Image.Image:
+    _check_regular(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -34,14 +55,25 @@ def _open(path: Path) -> Image.Image:
         raise ImageError(path, "is a folder, not an image") from None
     except PermissionError:
         raise ImageError(path, "permission denied") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"it declares {int(declared.group(1)):,} pixels" if declared else "it declares too many pixels"
+        raise ImageError(path, f"too large ({size}; the limit is {MAX_PIXELS:,} pixels)") from None
+    except UnidentifiedImageError:
         raise ImageError(path, "not a readable image (unknown format or corrupt header)") from None
-    except OSError as exc:
+    except ValueError as exc:
+        if "TEXT_CHUNK" in str(exc) or "text chunk" in str(exc).lower():
+            raise ImageError(path, "refused: a PNG text chunk decompresses to too much data "
+                                   "(a decompression bomb, or a corrupt file)") from None
+        raise ImageError(path, f"not a readable image ({exc})") from None
+    except (OSError, SyntaxError, struct.error, EOFError) as exc:
         raise ImageError(path, f"cannot be read ({exc})") from None
     w, h = img.size
     if w * h > MAX_PIXELS:
+        img.close()
         raise ImageError(path, f"too large ({w}x{h} pixels; the limit is {MAX_PIXELS:,} pixels)")
     if min(w, h) < MIN_SIDE:
+        img.close()
         raise ImageError(path, f"too small ({w}x{h} pixels) to be an MR slice")
     return img
 
@@ -76,7 +108,11 @@ def load_image(path: str | Path) -> np.ndarray:
             arr = np.asarray(img.convert("RGB"))
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, struct.error, EOFError, IndexError, TypeError,
+            ZeroDivisionError, MemoryError) as exc:
+        if "TEXT_CHUNK" in str(exc):
+            raise ImageError(path, "refused: a PNG text chunk decompresses to too much data "
+                                   "(a decompression bomb, or a corrupt file)") from None
         raise ImageError(path, f"corrupt or truncated image data ({exc})") from None
     finally:
         img.close()

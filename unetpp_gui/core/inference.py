@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
@@ -19,6 +19,7 @@ from unetpp_gui.core.discovery import find_ground_truth
 from unetpp_gui.core.errors import ImageError
 from unetpp_gui.core.image_io import load_image, load_mask
 from unetpp_gui.core.model_io import LoadedModel
+from unetpp_gui.core.ood import unusual
 
 if TYPE_CHECKING:
     from unetpp_gui.core.consistency import PatientFilter
@@ -48,6 +49,9 @@ class SliceResult:
     error: str | None = None
     size: tuple[int, int] | None = None  # (width, height) of the slice
     removed: tuple | None = None  # pixels the patient 3-D filter removed (core.consistency.pack)
+    warning: str | None = None  # the slice was predicted, but looks unlike what the model was made for
+    outputs: dict[str, Path] = field(default_factory=dict)  # files written for it ("mask", "overlay")
+    write_error: str | None = None  # its prediction is valid, but an output file could not be written
 
     @property
     def ok(self) -> bool:
@@ -63,6 +67,7 @@ class _Prepared:
     gt: np.ndarray | None
     gt_path: Path | None
     error: str | None
+    warning: str | None = None
 
 
 def prepare_for(model: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
@@ -86,7 +91,7 @@ def _prepare_one(model: LoadedModel, path: Path, with_gt: bool) -> _Prepared:
                     gt, gt_path = None, None
                 if gt is not None and gt.shape != image.shape[:2]:
                     gt, gt_path = None, None  # a mismatched mask is no ground truth for this slice
-        return _Prepared(path, x, geo, image, gt, gt_path, None)
+        return _Prepared(path, x, geo, image, gt, gt_path, None, unusual(image))
     except ImageError as exc:
         return _Prepared(path, None, None, None, None, None, exc.reason)
     except Exception as exc:  # a slice must never stop the batch
@@ -195,6 +200,7 @@ def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -
                 gt_path=p.gt_path,
                 stats=stats,
                 size=(p.image.shape[1], p.image.shape[0]),  # type: ignore[union-attr]
+                warning=p.warning,
             )
         )
     return results

@@ -22,6 +22,22 @@ if TYPE_CHECKING:
 MODEL_SUFFIXES = (".h5", ".hdf5", ".keras")
 
 
+def _parse_config(path: Path, raw: Any) -> dict[str, Any]:
+    """The architecture JSON, or a ModelError that says what is wrong with it."""
+    try:
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8")
+        config = json.loads(raw)
+    except RecursionError:
+        raise ModelError(f"{path.name}: its architecture description is nested too deeply to be a model.") from None
+    except (ValueError, TypeError):
+        raise ModelError(f"{path.name}: its architecture description (model_config) is not valid JSON; "
+                         "the file is corrupt or was not written by Keras.") from None
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ModelError(f"{path.name}: its architecture description is not a Keras model.")
+    return config
+
+
 def _read_config(path: Path) -> dict[str, Any]:
     """The architecture JSON of a model file, without building the model."""
     suffix = path.suffix.lower()
@@ -31,22 +47,24 @@ def _read_config(path: Path) -> dict[str, Any]:
         try:
             with h5py.File(path, "r") as f:
                 raw = f.attrs.get("model_config")
+                weights_only = "layer_names" in f.attrs or "model_weights" in f or "layers" in f
         except OSError:
             raise ModelError(f"{path.name} is not an HDF5 model file (it may be corrupt or truncated).") from None
         if raw is None:
-            raise ModelError(
-                f"{path.name} holds weights only, no architecture; save the model with model.save(), "
-                "not model.save_weights()."
-            )
-        if isinstance(raw, bytes):
-            raw = raw.decode("utf-8")
-        return json.loads(raw)
+            if weights_only:
+                raise ModelError(
+                    f"{path.name} holds weights only, no architecture; save the model with model.save(), "
+                    "not model.save_weights()."
+                )
+            raise ModelError(f"{path.name} is an HDF5 file but holds no Keras model (no model_config).")
+        return _parse_config(path, raw)
     if suffix == ".keras":
         try:
             with zipfile.ZipFile(path) as zf:
-                return json.loads(zf.read("config.json"))
-        except (zipfile.BadZipFile, KeyError, OSError):
+                raw = zf.read("config.json")
+        except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
             raise ModelError(f"{path.name} is not a Keras model archive (it may be corrupt).") from None
+        return _parse_config(path, raw)
     raise ModelError(f"{path.name}: unsupported model format; use a Keras .h5 or .keras file.")
 
 
@@ -210,8 +228,13 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         raise ModelError(f"Model file not found: {path}")
     if path.is_dir():
         raise ModelError(f"{path} is a folder; choose a .h5 or .keras model file.")
+    if not path.is_file():
+        raise ModelError(f"{path} is not a regular file (a FIFO, device or socket); choose a model file.")
     config = _read_config(path)
-    unsafe = unsafe_layers(config)
+    try:
+        unsafe = unsafe_layers(config)
+    except RecursionError:
+        raise ModelError(f"{path.name}: its architecture description is nested too deeply to be a model.") from None
     if unsafe and not trust:
         raise ModelError(
             f"{path.name} contains layers that run code stored in the file ({', '.join(unsafe[:3])}). "

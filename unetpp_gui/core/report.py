@@ -12,17 +12,25 @@ from unetpp_gui.core.inference import SliceResult
 
 COLUMNS = (
     "path", "width", "height", "area_ratio", "decision", "max_prob", "mask_pixels",
-    "dice", "iou", "ground_truth", "error",
+    "dice", "iou", "ground_truth", "mask", "overlay", "warning", "error",
 )
 
 
-def row_for(result: SliceResult, pixel_threshold: float, decision_threshold: float) -> dict[str, object]:
-    """One CSV/table row for a slice at the given thresholds."""
+def row_for(result: SliceResult, pixel_threshold: float, decision_threshold: float,
+            out: Path | None = None) -> dict[str, object]:
+    """One CSV/table row for a slice at the given thresholds (output files relative to ``out``).
+
+    ``area_ratio`` is a fraction of the slice's pixels (0.001 = 0.1 %), as are the decision thresholds.
+    """
     row: dict[str, object] = {c: "" for c in COLUMNS}
     row["path"] = str(result.path)
+    row["warning"] = result.warning or ""
     if not result.ok or result.stats is None:
         row["error"] = result.error or "not predicted"
         return row
+    for kind, written in result.outputs.items():
+        row[kind] = str(written.relative_to(out)) if out is not None and written.is_relative_to(out) else str(written)
+    row["error"] = result.write_error or ""
     d = result.stats.derive(pixel_threshold, decision_threshold)
     if result.size is not None:
         row["width"], row["height"] = result.size

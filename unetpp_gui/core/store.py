@@ -87,7 +87,8 @@ class SliceStore:
                 result.prob_q = apply_removed(result.prob_q, removed)
                 result.stats = SliceStats.from_map(result.prob_q, result.gt)
         self.compact[result.path] = SliceResult(result.path, gt_path=result.gt_path, stats=result.stats,
-                                                error=result.error, size=result.size, removed=result.removed)
+                                                error=result.error, size=result.size, removed=result.removed,
+                                                warning=result.warning)
         if result.ok and result.prob_q is not None:
             self._maps[result.path] = result
             self._maps.move_to_end(result.path)

@@ -34,6 +34,10 @@ class ResultsPanel(QGroupBox):
                                  "to the patient's main lesion across neighbouring slices (Model menu).")
         self.model = QLabel("—")
         self.model.setWordWrap(True)
+        self.warning = QLabel("")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #b06000; font-weight: bold;")
+        self.warning.hide()
         form = QFormLayout()
         form.addRow("Tumour area ratio", self.ratio)
         form.addRow("Mask pixels", self.pixels)
@@ -47,11 +51,15 @@ class ResultsPanel(QGroupBox):
         notice.setStyleSheet("color: #b06000; font-style: italic;")
         layout = QVBoxLayout(self)
         layout.addWidget(self.badge)
+        layout.addWidget(self.warning)
         layout.addLayout(form)
         layout.addWidget(notice)
 
-    def show_derived(self, d: Derived | None, error: str | None = None, filtered: str = "—") -> None:
+    def show_derived(self, d: Derived | None, error: str | None = None, filtered: str = "—",
+                     warning: str | None = None) -> None:
         self.filtered.setText(filtered)
+        self.warning.setText(f"⚠ {warning}" if warning else "")
+        self.warning.setVisible(bool(warning))
         if error:
             self.badge.setText("ERROR")
             self.badge.setStyleSheet(BADGE_STYLE.format(bg="#8d6e63"))
@@ -76,7 +84,9 @@ class ResultsPanel(QGroupBox):
         """Plain-text copy of what the panel shows (for the clipboard)."""
         return (f"Decision: {self.badge.text()}\nTumour area ratio: {self.ratio.text()}\n"
                 f"Mask pixels: {self.pixels.text()}\nMax probability: {self.max_prob.text()}\n"
-                f"Dice: {self.dice.text()}\nIoU: {self.iou.text()}\n3-D filter: {self.filtered.text()}\nModel: {self.model.text()}\n{RESEARCH_NOTICE}")
+                f"Dice: {self.dice.text()}\nIoU: {self.iou.text()}\n3-D filter: {self.filtered.text()}\n"
+                + (f"Warning: {self.warning.text()}\n" if self.warning.text() else "")
+                + f"Model: {self.model.text()}\n{RESEARCH_NOTICE}")
 
 
 class Controls(QGroupBox):

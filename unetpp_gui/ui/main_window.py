@@ -344,7 +344,8 @@ class MainWindow(QMainWindow):
                                  full.gt if c.show_gt.isChecked() else None)
         self.panels.show_slice(full.image, full.gt, c.show_gt.isChecked())
         self.panels.show_result(full.prob_q, mask, overlay, c.mask_view.currentText(), full.std_q)
-        self.results.show_derived(self.store.derived(path, t), filtered=self._filter_text(path))
+        self.results.show_derived(self.store.derived(path, t), filtered=self._filter_text(path),
+                                  warning=compact.warning if compact is not None else None)
         self.slice_shown.emit(path)
 
     def _filter_text(self, path: Path) -> str:
