@@ -56,3 +56,16 @@ def test_info_json(tiny_model_path: Path) -> None:
     info = json.loads(res.stdout)
     assert info["input"] == [None, 64, 64, 3] and info["pixel_threshold"] == 0.4
     assert info["parameters"] > 0 and info["architecture"]["name"] == "unetpp"
+
+
+def test_progress_is_a_line_every_few_seconds_in_a_log() -> None:
+    import io
+
+    from unetpp_gui.core.progress import Progress
+
+    log = io.StringIO()  # not a terminal
+    p = Progress(100, stream=log, every_s=3600)
+    for i in range(1, 101):
+        p(i)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 1 and lines[0].startswith("100/100 slices")

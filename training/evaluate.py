@@ -281,11 +281,10 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         return 2
     start = time.monotonic()
 
-    def progress(done: int, total: int) -> None:
-        print(f"\r{done}/{total} slices", end="", file=sys.stderr, flush=True)
+    from unetpp_gui.core.progress import Progress
 
-    items = collect(model, pairs, args.batch_size, progress, keep_maps=True)
-    print(file=sys.stderr)
+    bar = Progress(len(pairs))
+    items = collect(model, pairs, args.batch_size, lambda done, total: bar(done), keep_maps=True)
     seconds = time.monotonic() - start
     pt = args.pixel_threshold if args.pixel_threshold is not None else meta.pixel_threshold
     dt = args.decision_threshold if args.decision_threshold is not None else meta.decision_threshold

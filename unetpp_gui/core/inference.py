@@ -8,7 +8,7 @@ in input order as a generator; the caller decides what to keep (full maps or jus
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
@@ -126,19 +126,33 @@ def predict_paths(
     total = len(items)
     done = 0
     batches = list(_chunks(items, max(1, int(batch_size))))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unetpp-decode") as pool:
-        pending = pool.submit(_prepare_batch, model, batches[0], with_gt) if batches else None
-        for bi in range(len(batches)):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled()
-            assert pending is not None
-            prepared = pending.result()
-            pending = pool.submit(_prepare_batch, model, batches[bi + 1], with_gt) if bi + 1 < len(batches) else None
-            for result in _run_batch(model, prepared, keep_maps):
-                done += 1
-                yield result
-            if progress is not None:
-                progress(done, total)
+    pending = _prefetch(_prepare_batch, model, batches[0], with_gt) if batches else None
+    for bi in range(len(batches)):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        assert pending is not None
+        prepared = pending.result()
+        pending = _prefetch(_prepare_batch, model, batches[bi + 1], with_gt) if bi + 1 < len(batches) else None
+        for result in _run_batch(model, prepared, keep_maps):
+            done += 1
+            yield result
+        if progress is not None:
+            progress(done, total)
+
+
+def _prefetch(fn: Callable[..., list[_Prepared]], *args: object) -> Future:
+    """Run ``fn`` on a short-lived daemon thread (one per batch): an abandoned or cancelled job
+    leaves no thread behind and never waits for one (a pool's shutdown would)."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # delivered to the consumer by future.result()
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="unetpp-decode", daemon=True).start()
+    return future
 
 
 def predict_patients(

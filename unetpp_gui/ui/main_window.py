@@ -7,6 +7,7 @@ threads (:mod:`unetpp_gui.workers`); the GUI thread only thresholds cached maps 
 from __future__ import annotations
 
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -242,8 +243,9 @@ class MainWindow(QMainWindow):
         self.cancel_button.show()
         self.status.setText(f"Predicting {len(pending)} slice(s)…")
         job = workers.predict_worker(self.model, pending, self.batch_size, self.active_patient_filter())
-        job.yielded.connect(lambda res, j=job: self._on_result(res) if j is self._job else None)
-        job.finished.connect(lambda j=job: self._on_job_finished(j))
+        ref = weakref.ref(job)  # a strong reference in a Qt connection would keep the job alive forever
+        job.yielded.connect(lambda res: self._on_result(res) if ref() is self._job else None)
+        job.finished.connect(lambda: self._on_job_finished(ref()))
         job.errored.connect(lambda e: self._say(f"Prediction failed: {e}", error=True))
         self._job = job
         self._track(job)
@@ -477,10 +479,22 @@ class MainWindow(QMainWindow):
 
     def _track(self, worker: Any) -> None:
         self._jobs_alive.append(worker)
-        worker.finished.connect(lambda w=worker: self._jobs_alive.remove(w) if w in self._jobs_alive else None)
+        key = id(worker)  # not the worker itself: see schedule_predictions
+        worker.finished.connect(lambda: self._forget_job(key))
 
     def _last_dir(self) -> str:
         return str(self.settings.value("last_folder", str(Path.home())))
+
+    def _forget_job(self, key: int) -> None:
+        """Drop a finished worker, and close its generator so nothing it holds outlives it."""
+        for w in [w for w in self._jobs_alive if id(w) == key]:
+            self._jobs_alive.remove(w)
+            gen = getattr(w, "_gen", None)
+            if gen is not None and hasattr(gen, "close"):
+                try:
+                    gen.close()
+                except Exception:
+                    pass
 
     def busy(self) -> bool:
         return bool(self._jobs_alive)
