@@ -107,3 +107,30 @@ def window(qtbot, tmp_path: Path, tiny_model_path: Path):
     yield win
     win.cancel_predictions()
     qtbot.waitUntil(lambda: not win.busy(), timeout=120_000)
+
+
+def bright_model(path: Path, patient_filter: dict) -> Path:
+    """A real one-layer Keras model that calls bright pixels tumour (green channel > 0.6)."""
+    import keras
+
+    from training.saving import save_model
+    from unetpp_gui.core.metadata import ModelMetadata
+
+    inp = keras.Input((64, 64, 3))
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid", name="bright")
+    model = keras.Model(inp, conv(inp))
+    conv.set_weights([np.array([0.0, 40.0, 0.0], np.float32).reshape(1, 1, 3, 1), np.array([-24.0], np.float32)])
+    meta = ModelMetadata(name="bright", pixel_threshold=0.5, decision_threshold=0.0001,
+                         patient_filter=patient_filter)
+    save_model(model, path, meta)
+    return path
+
+
+def patient_folder(folder: Path) -> None:
+    for i in range(4):
+        img = np.full((64, 64, 3), 60, np.uint8)
+        if i >= 1:
+            img[20:30, 20:30] = 230  # the lesion, through slices 1-3
+        if i == 0:
+            img[50:52, 5:7] = 230  # a speck on slice 0, connected to nothing
+        save_png(folder / f"case_{i}.png", img)

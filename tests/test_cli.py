@@ -69,3 +69,10 @@ def test_progress_is_a_line_every_few_seconds_in_a_log() -> None:
         p(i)
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue() and len(lines) == 1 and lines[0].startswith("100/100 slices")
+
+
+def test_info_states_threshold_units(tiny_model_path: Path) -> None:
+    res = run("info", "--model", str(tiny_model_path))
+    assert res.returncode == 0, res.stderr
+    assert "decision_threshold: 0.010000 (area ratio: 1.000 % of the slice" in res.stdout
+    assert "pixel_threshold: 0.40 (probability)" in res.stdout

@@ -10,6 +10,7 @@ import pytest
 from unetpp_gui.core.consistency import PatientFilter, by_patient, pack, removed_voxels, unpack
 from unetpp_gui.core.inference import Cancelled, SliceResult
 from unetpp_gui.core.postprocess import SliceStats
+from conftest import bright_model as _bright_model, patient_folder as _patient_folder
 
 
 def _stack(n: int = 4, size: int = 32) -> list[np.ndarray]:
@@ -109,35 +110,6 @@ def test_cancel_yields_what_was_held_then_raises(tmp_path: Path) -> None:
             got.append(r)
     assert [r.path for r in got] == [r.path for r in a[:3]]
     assert got[0].stats.mask_pixels(0.5) == 0  # filtered among the slices that were finished
-
-
-def _bright_model(path: Path, patient_filter: dict) -> Path:
-    """A real one-layer Keras model that calls bright pixels tumour (green channel > 0.6)."""
-    import keras
-
-    from training.saving import save_model
-    from unetpp_gui.core.metadata import ModelMetadata
-
-    inp = keras.Input((64, 64, 3))
-    conv = keras.layers.Conv2D(1, 1, activation="sigmoid", name="bright")
-    model = keras.Model(inp, conv(inp))
-    conv.set_weights([np.array([0.0, 40.0, 0.0], np.float32).reshape(1, 1, 3, 1), np.array([-24.0], np.float32)])
-    meta = ModelMetadata(name="bright", pixel_threshold=0.5, decision_threshold=0.0001,
-                         patient_filter=patient_filter)
-    save_model(model, path, meta)
-    return path
-
-
-def _patient_folder(folder: Path) -> None:
-    from conftest import save_png
-
-    for i in range(4):
-        img = np.full((64, 64, 3), 60, np.uint8)
-        if i >= 1:
-            img[20:30, 20:30] = 230  # the lesion, through slices 1-3
-        if i == 0:
-            img[50:52, 5:7] = 230  # a speck on slice 0, connected to nothing
-        save_png(folder / f"case_{i}.png", img)
 
 
 def test_cli_predict_applies_the_models_filter(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel
 
 from unetpp_gui.core.discovery import discover
 from unetpp_gui.core.image_io import load_image
@@ -68,7 +68,7 @@ def test_drop_a_folder_then_navigate(qtbot, window: MainWindow, lgg: Path, tmp_p
         assert QApplication.sendEvent(window, drop)
     n = len(discover([case]).slices)
     assert window.slice_list.count() == n and len(window.store.compact) == n
-    assert {window.marker(r) for r in range(n)} <= {"tumour", "clear"}
+    assert {window.marker(r) for r in range(n)} <= {"tumour", "clear", "missed", "false_alarm"}
     calls = window.predicted_count
     window.slice_list.setFocus()
     window.slice_list.setCurrentRow(0)
@@ -101,9 +101,10 @@ def test_bad_file_is_reported_and_next_slice_works(qtbot, window: MainWindow, ph
     calls, ok_rows = window.predicted_count, [0, 1, 3, 4]
     with qtbot.waitSignal(window.slice_list.list_model.dataChanged, timeout=1000):  # the list repaints
         window.controls.decision_spin.setValue(100.0)  # no slice can exceed the whole image
-    assert [window.marker(r) for r in ok_rows] == ["clear"] * 4
+    # p_1 and p_5 have a lesion in their ground truth: called clear, they are missed tumours
+    assert [window.marker(r) for r in ok_rows] == ["missed", "clear", "clear", "missed"]
     window.controls.set_thresholds(0.0, 0.0)  # every pixel above 0 -> every slice has a mask
-    assert [window.marker(r) for r in ok_rows] == ["tumour"] * 4
+    assert [window.marker(r) for r in ok_rows] == ["tumour", "false_alarm", "false_alarm", "tumour"]
     index = window.slice_list.list_model.index(0)
     assert index.data(Qt.DisplayRole) == "● p_1.png" and index.data(Qt.ForegroundRole).name() == "#c5221f"
     assert "not a readable image" in window.slice_list.list_model.index(2).data(Qt.ToolTipRole)
@@ -228,7 +229,7 @@ PRIORITY_PROBE = """
 import json, os, sys, tempfile, threading
 from pathlib import Path
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel
 app = QApplication([])
 from unetpp_gui.ui.main_window import MainWindow
 win = MainWindow(settings=QSettings(os.path.join(tempfile.mkdtemp(), "s.ini"), QSettings.IniFormat))
@@ -265,3 +266,56 @@ def test_model_work_runs_at_background_priority(tiny_model_path: Path, phantom_f
     assert threads[report["main"]][1] < BACKGROUND_NICE
     tf_threads = [n for name, n in threads.values() if name.startswith("tf_")]
     assert tf_threads and min(tf_threads) >= BACKGROUND_NICE
+
+
+def test_empty_state_loading_state_and_recent_folders(qtbot, tmp_path: Path, tiny_model_path: Path,
+                                                      phantom_folder: Path) -> None:
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    win = MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    assert win.center.currentWidget() is win.empty  # a start page, not blank panels
+    assert win.empty.open_folder.isVisible() and "drop files" in win.empty.findChildren(QLabel)[1].text()
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(tiny_model_path)
+        assert "Loading model tiny.h5" in win.empty.model_state.text()
+        assert not win.controls.isEnabled()  # no placeholder thresholds to play with
+    assert win.controls.isEnabled() and "ready" in win.empty.model_state.text()
+    _open_and_wait(qtbot, win, [phantom_folder])
+    assert win.center.currentWidget() is win.panels
+    win.close()
+    win2 = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win2)
+    assert [win2.empty.recent.item(i).text() for i in range(win2.empty.recent.count())] == [str(phantom_folder.resolve())]
+
+
+def test_missed_tumour_and_false_alarm_are_named(qtbot, tmp_path: Path) -> None:
+    from conftest import bright_model, save_png
+
+    model = bright_model(tmp_path / "bright.h5", {})
+    folder = tmp_path / "P"
+    lesion = np.full((64, 64, 3), 60, np.uint8)
+    lesion[20:30, 20:30] = 230
+    dim = np.full((64, 64, 3), 60, np.uint8)
+    dim[20:30, 20:30] = 120  # a lesion the model cannot see
+    truth = np.zeros((64, 64), np.uint8)
+    truth[20:30, 20:30] = 255
+    for name, img, mask in (("a_hit", lesion, truth), ("b_missed", dim, truth), ("c_alarm", lesion, truth * 0),
+                            ("d_clear", dim, truth * 0), ("e_nogt", lesion, None)):
+        save_png(folder / f"{name}.png", img)
+        if mask is not None:
+            save_png(folder / f"{name}_mask.png", mask)
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(model)
+    _open_and_wait(qtbot, win, [folder])
+    assert [win.marker(r) for r in range(5)] == ["tumour", "missed", "false_alarm", "clear", "tumour"]
+    assert win.slice_list.list_model.data(win.slice_list.list_model.index(1), Qt.DisplayRole).startswith("✖")
+    assert "missed" in win.legend.text() and "false alarm" in win.legend.text()
+    table = win.batch.model
+    win.batch.filter_mode.setCurrentText("Disagreements with ground truth")
+    shown = [table.path_at(r).name for r in range(table.rowCount())]
+    assert shown == ["b_missed.png", "c_alarm.png"]
+    assert table.data(table.index(0, 3)) == "no tumour (missed)"
+    win.close()

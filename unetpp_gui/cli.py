@@ -108,6 +108,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1, default=str))
     else:
         for key, value in info.items():
+            if key == "decision_threshold":
+                value = f"{value:.6f} (area ratio: {100 * value:.3f} % of the slice, as the GUI shows it)"
+            elif key == "pixel_threshold":
+                value = f"{value:.2f} (probability)"
             print(f"{key:>20}: {value}")
         card = model_card_path()
         if path.resolve() == bundled_model_path().resolve() and card.is_file():

@@ -19,6 +19,27 @@ from unetpp_gui.core.postprocess import Derived, SliceStats
 DEFAULT_CAPACITY = 64
 
 
+#: What a slice's marker says. With ground truth a wrong decision is named as such: "missed" (the mask
+#: has tumour, the model says none) and "false_alarm" (the mask has none, the model says tumour).
+STATES = ("pending", "error", "tumour", "clear", "missed", "false_alarm")
+
+
+def slice_state(result: SliceResult | None, derived: Derived | None) -> str:
+    """The state of one slice from its compact result and its numbers at the current thresholds."""
+    if result is None:
+        return "pending"
+    if result.error or derived is None:
+        return "error"
+    gt = result.stats.gt_pixels if result.stats is not None else None
+    if gt is None:
+        return "tumour" if derived.tumour else "clear"
+    if gt > 0 and not derived.tumour:
+        return "missed"
+    if gt == 0 and derived.tumour:
+        return "false_alarm"
+    return "tumour" if derived.tumour else "clear"
+
+
 @dataclass
 class Thresholds:
     pixel: float
@@ -114,6 +135,10 @@ class SliceStore:
         if res is None or res.stats is None:
             return None
         return res.stats.derive(t.pixel, t.decision)
+
+    def state(self, path: Path, t: Thresholds) -> str:
+        """See :func:`slice_state`."""
+        return slice_state(self.compact.get(path), self.derived(path, t))
 
     def patient(self, path: Path) -> str:
         name = self._patients.get(path)

@@ -18,11 +18,13 @@ from PySide6.QtWidgets import (
 from unetpp_gui.core.discovery import natural_key
 from unetpp_gui.core.postprocess import Derived
 from unetpp_gui.core.report import row_for, write_csv
-from unetpp_gui.core.store import SliceStore, Thresholds
+from unetpp_gui.core.store import SliceStore, Thresholds, slice_state
 from unetpp_gui.core.summary import SUMMARY_COLUMNS, summarize
+from unetpp_gui.ui.slice_list import STATE_COLORS
 
 COLUMNS = ("File", "Patient / folder", "Area ratio", "Decision", "Max prob.", "Dice", "Error")
-FILTERS = ("All slices", "Tumour only", "No tumour only", "Errors only", "Pending")
+FILTERS = ("All slices", "Tumour only", "No tumour only", "Disagreements with ground truth", "Missed tumours",
+           "False alarms", "Errors only", "Pending")
 
 
 class ResultsTableModel(QAbstractTableModel):
@@ -70,8 +72,8 @@ class ResultsTableModel(QAbstractTableModel):
         if role == Qt.UserRole:
             return self._key(path, col)
         if role == Qt.ForegroundRole and col == 3:
-            d = self._ok_derived(path)
-            return None if d is None else QColor("#c5221f" if d.tumour else "#188038")
+            state = self.state(self._order[index.row()])
+            return QColor(STATE_COLORS[state]) if state in STATE_COLORS else None
         if role == Qt.ToolTipRole:
             return str(path)
         return None
@@ -145,19 +147,14 @@ class ResultsTableModel(QAbstractTableModel):
         return self.derived(path) if res is not None and res.ok else None
 
     def state(self, row: int) -> str:
-        """State of the slice at store index ``row``: pending, error, tumour or clear."""
+        """State of the slice at store index ``row`` (:func:`~unetpp_gui.core.store.slice_state`)."""
         path = self.store.paths[row]
         res = self.store.compact.get(path)
-        if res is None:
-            return "pending"
-        if res.error:
-            return "error"
-        d = self.derived(path)
-        return "tumour" if d and d.tumour else "clear"
+        return slice_state(res, self.derived(path) if res is not None and res.ok else None)
 
     def _accepts(self, i: int) -> bool:
         want = _FILTER_STATES.get(self.mode)
-        if want is not None and self.state(i) != want:
+        if want is not None and self.state(i) not in want:
             return False
         return not self.text or self.text in str(self.store.paths[i]).lower()
 
@@ -174,7 +171,11 @@ class ResultsTableModel(QAbstractTableModel):
         d = self._ok_derived(path)
         if d is None:
             return ""
-        return {2: f"{d.area_ratio * 100:.3f} %", 3: "TUMOUR" if d.tumour else "no tumour",
+        decision = "TUMOUR" if d.tumour else "no tumour"
+        state = slice_state(res, d)
+        if state in ("missed", "false_alarm"):
+            decision += " (missed)" if state == "missed" else " (false alarm)"
+        return {2: f"{d.area_ratio * 100:.3f} %", 3: decision,
                 4: f"{d.max_prob:.3f}", 5: "" if d.dice is None else f"{d.dice:.3f}"}[col]
 
     def _key(self, path: Path, col: int) -> Any:
@@ -192,7 +193,9 @@ class ResultsTableModel(QAbstractTableModel):
         return {2: d.area_ratio, 3: float(d.tumour), 4: d.max_prob, 5: -1.0 if d.dice is None else d.dice}[col]
 
 
-_FILTER_STATES = {"Tumour only": "tumour", "No tumour only": "clear", "Errors only": "error", "Pending": "pending"}
+_FILTER_STATES = {"Tumour only": ("tumour", "false_alarm"), "No tumour only": ("clear", "missed"),
+                  "Disagreements with ground truth": ("missed", "false_alarm"), "Missed tumours": ("missed",),
+                  "False alarms": ("false_alarm",), "Errors only": ("error",), "Pending": ("pending",)}
 
 
 class BatchView(QWidget):

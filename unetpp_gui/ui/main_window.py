@@ -15,7 +15,7 @@ from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox,
-    QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget,
+    QProgressBar, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget,
 )
 
 from unetpp_gui.core.discovery import Discovery
@@ -28,7 +28,8 @@ from unetpp_gui.ui import menus
 from unetpp_gui.ui.batch_view import BatchView
 from unetpp_gui.ui.controls import Controls, ResultsPanel
 from unetpp_gui.ui.panels import ImagePanels
-from unetpp_gui.ui.slice_list import SliceList
+from unetpp_gui.ui.empty_state import EmptyState, remember_folder
+from unetpp_gui.ui.slice_list import SliceList, legend_html
 from unetpp_gui import workers
 
 class MainWindow(QMainWindow):
@@ -65,9 +66,21 @@ class MainWindow(QMainWindow):
         right_layout.addWidget(self.controls)
         right_layout.addStretch(1)
         right.setMaximumWidth(380)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.slice_list, 1)
+        self.legend = QLabel(legend_html())
+        self.legend.setWordWrap(True)
+        self.legend.setStyleSheet("font-size: 11px;")
+        left_layout.addWidget(self.legend)
+        self.empty = EmptyState(self)
+        self.center = QStackedWidget()
+        self.center.addWidget(self.empty)
+        self.center.addWidget(self.panels)
         splitter = QSplitter()
-        splitter.addWidget(self.slice_list)
-        splitter.addWidget(self.panels)
+        splitter.addWidget(left)
+        splitter.addWidget(self.center)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
         self.setCentralWidget(splitter)
@@ -85,15 +98,18 @@ class MainWindow(QMainWindow):
         self.status = QLabel("Starting…")
         self.readout = QLabel("")
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(260)
-        self.progress.setFormat("%v / %m")
+        self.progress.setMaximumWidth(200)
+        self.progress.setTextVisible(False)  # some styles paint the fill over the text: a label beside it
         self.progress.hide()
+        self.progress_text = QLabel("")
+        self.progress_text.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.hide()
         bar = self.statusBar()
         bar.addWidget(self.status, 1)
         bar.addPermanentWidget(self.readout)
         bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.progress_text)
         bar.addPermanentWidget(self.cancel_button)
 
         self.setAcceptDrops(True)
@@ -115,6 +131,11 @@ class MainWindow(QMainWindow):
         ``precision`` (float32 / bfloat16 / auto) defaults to the remembered choice, "auto" at first.
         """
         self.status.setText(f"Loading model {Path(path).name} in the background…")
+        self.empty.set_model_state(f"Loading model {Path(path).name}… (slices can be opened meanwhile; "
+                                   "they are predicted once it is ready)")
+        if self.model is None:
+            self.results.model.setText(f"loading {Path(path).name}…")
+            self.controls.setEnabled(False)  # its thresholds are not known yet
         self._trust = trust
         precision = precision or str(self.settings.value("inference/precision", "auto"))
         worker = workers.load_model_worker(path, trust, prune_level, tta, precision)
@@ -141,6 +162,8 @@ class MainWindow(QMainWindow):
         if isinstance(saved, (list, tuple)) and len(saved) == 2:  # the user's last choice for this model
             pixel, decision = float(saved[0]), float(saved[1])
         self.controls.set_thresholds(pixel, decision)
+        self.controls.setEnabled(True)
+        self.empty.set_model_state(f"Model {model.name} is ready.")
         self._say(f"Model {model.name} ready.")
         self.model_changed.emit(model)
         if old is not None:
@@ -154,6 +177,9 @@ class MainWindow(QMainWindow):
         self._loading_model = None
         msg = str(exc)
         keep = f" The model {self.model.name} stays active." if self.model is not None else ""
+        self.empty.set_model_state(f"Model not loaded: {msg}{keep}")
+        if self.model is None:
+            self.results.model.setText("no model (File → Open model…)")
         self._say(f"Model not loaded: {msg}{keep}", error=True)
         box = QMessageBox(QMessageBox.Warning, "Model not loaded", msg + keep, QMessageBox.Ok, self)
         box.setModal(False)
@@ -200,9 +226,11 @@ class MainWindow(QMainWindow):
         worker.errored.connect(lambda e: self._say(f"Could not open: {e}", error=True))
         self._track(worker)
         worker.start()
-        folders = [str(p) for p in paths if Path(p).is_dir()]
+        folders = [str(Path(p).resolve()) for p in paths if Path(p).is_dir()]
         if folders:
             self.settings.setValue("last_folder", folders[-1])
+            for folder in reversed(folders):
+                remember_folder(self.settings, folder)
 
     def _on_discovered(self, found: Discovery) -> None:
         if self._closed:
@@ -210,6 +238,8 @@ class MainWindow(QMainWindow):
         for path, why in found.problems:
             self._say(f"{path}: {why}", error=True)
         added = self.store.add_paths(found.slices)
+        if self.store.paths:
+            self.center.setCurrentWidget(self.panels)
         self.slice_list.list_model.sync()
         self.batch.sync_rows()
         if not found.slices and not found.problems:
@@ -240,6 +270,8 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, len(pending))
         self.progress.setValue(0)
         self.progress.show()
+        self.progress_text.setText(f"0 / {len(pending)}")
+        self.progress_text.show()
         self.cancel_button.show()
         self.status.setText(f"Predicting {len(pending)} slice(s)…")
         job = workers.predict_worker(self.model, pending, self.batch_size, self.active_patient_filter())
@@ -274,6 +306,7 @@ class MainWindow(QMainWindow):
         self.predicted_count += 1
         self._job_done += 1
         self.progress.setValue(self._job_done)
+        self.progress_text.setText(f"{self._job_done} / {self._job_total}")
         self.slice_list.list_model.refresh(self.store.index(res.path))
         self.batch.slice_updated(res.path)
         elapsed = time.monotonic() - self._job_started
@@ -291,6 +324,7 @@ class MainWindow(QMainWindow):
             return
         self._job = None
         self.progress.hide()
+        self.progress_text.hide()
         self.cancel_button.hide()
         if self.store.pending() and self._job_done == self._job_total:
             self.schedule_predictions()  # slices added while the job ran
@@ -363,13 +397,7 @@ class MainWindow(QMainWindow):
 
     def _kind(self, path: Path) -> str:
         """The slice list's marker for ``path`` at the current thresholds."""
-        res = self.store.compact.get(path)
-        if res is None:
-            return "pending"
-        if res.error:
-            return "error"
-        d = self.store.derived(path, self.thresholds())
-        return "tumour" if d and d.tumour else "clear"
+        return self.store.state(path, self.thresholds())
 
     def _refresh_markers(self) -> None:
         self.slice_list.list_model.refresh()

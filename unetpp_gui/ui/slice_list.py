@@ -16,11 +16,21 @@ from PySide6.QtWidgets import QListView
 
 from unetpp_gui.core.store import SliceStore
 
-MARKERS = {"tumour": ("●", "#c5221f"), "clear": ("●", "#188038"), "error": ("⚠", "#8d6e63"),
-           "pending": ("○", "#9aa0a6")}
+#: Marker, colour and legend text of each slice state (core.store.STATES).
+MARKERS = {"tumour": ("●", "#c5221f", "tumour"), "clear": ("●", "#188038", "no tumour"),
+           "missed": ("✖", "#8e24aa", "missed: ground truth has tumour"),
+           "false_alarm": ("▲", "#e37400", "false alarm: ground truth has none"),
+           "error": ("⚠", "#8d6e63", "error"), "pending": ("○", "#9aa0a6", "pending")}
+STATE_COLORS = {kind: color for kind, (_s, color, _t) in MARKERS.items()}
 PATH_ROLE = Qt.UserRole
 MARKER_ROLE = Qt.UserRole + 1
-_COLORS = {kind: QColor(color) for kind, (_symbol, color) in MARKERS.items()}
+_COLORS = {kind: QColor(color) for kind, color in STATE_COLORS.items()}
+
+
+def legend_html() -> str:
+    """The markers' legend, for a label under the list."""
+    return " &nbsp; ".join(f"<span style='color:{color}'>{symbol}</span>&nbsp;{text}"
+                           for symbol, color, text in MARKERS.values())
 
 
 class SliceListModel(QAbstractListModel):
@@ -45,7 +55,9 @@ class SliceListModel(QAbstractListModel):
             return _COLORS[self.kind_of(path)]
         if role == Qt.ToolTipRole:
             res = self.store.compact.get(path)
-            return f"{path}\n{res.error}" if res is not None and res.error else str(path)
+            if res is not None and res.error:
+                return f"{path}\n{res.error}"
+            return f"{path}\n{MARKERS[self.kind_of(path)][2]}" + (f"\n⚠ {res.warning}" if res and res.warning else "")
         if role == PATH_ROLE:
             return str(path)
         if role == MARKER_ROLE:
