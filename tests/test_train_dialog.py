@@ -33,6 +33,7 @@ def _configure(dialog: TrainDialog, out: Path, epochs: int) -> None:
     dialog.batch.setValue(4)
     dialog.val_fraction.setValue(0.5)
     dialog.augment.setChecked(False)
+    dialog.mixed.setChecked(False)
     dialog.out_edit.setText(str(out))
 
 
@@ -45,8 +46,8 @@ def test_dialog_trains_then_viewer_uses_the_model(qtbot, small_data: Path, tmp_p
     with qtbot.waitSignal(win.model_changed, timeout=WAIT):
         win.load_model(tiny_model_path)
     dialog = win.show_training()
-    with qtbot.waitSignal(_scan(dialog, small_data).finished, timeout=WAIT):
-        pass
+    with qtbot.waitSignal(dialog.scanned, timeout=WAIT):
+        _scan(dialog, small_data)
     assert dialog.scan["pairs"] == 20 and dialog.scan["patients"] == 2 and dialog.start_button.isEnabled()
     assert dialog.preview.count() >= 1  # pairing preview thumbnails
     out = tmp_path / "models" / "retrained.h5"
@@ -67,8 +68,8 @@ def test_dialog_trains_then_viewer_uses_the_model(qtbot, small_data: Path, tmp_p
 def test_cancel_leaves_no_partial_file_and_resume_works(qtbot, small_data: Path, tmp_path: Path) -> None:
     dialog = TrainDialog()
     qtbot.addWidget(dialog)
-    with qtbot.waitSignal(_scan(dialog, small_data).finished, timeout=WAIT):
-        pass
+    with qtbot.waitSignal(dialog.scanned, timeout=WAIT):
+        _scan(dialog, small_data)
     out = tmp_path / "m" / "c.h5"
     _configure(dialog, out, epochs=40)
 
@@ -100,8 +101,8 @@ def test_bad_folders_give_clear_messages(qtbot, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     (empty / "p1").mkdir(parents=True)
     (empty / "p1" / "a.png").write_bytes(b"x")
-    with qtbot.waitSignal(_scan(dialog, empty).finished, timeout=WAIT):
-        pass
+    with qtbot.waitSignal(dialog.scanned, timeout=WAIT):
+        _scan(dialog, empty)
     assert "No image/mask pairs found" in dialog.scan_label.text()
     assert "no mask found" in dialog.problems.toPlainText()
 
@@ -109,3 +110,48 @@ def test_bad_folders_give_clear_messages(qtbot, tmp_path: Path) -> None:
 def _scan(dialog: TrainDialog, folder: Path):
     dialog.data_edit.setText(str(folder))
     return dialog.scan_data()
+
+
+def test_defaults_are_the_bundled_recipe_and_enter_presses_no_button(qtbot) -> None:
+    from PySide6.QtWidgets import QPushButton
+
+    from unetpp_gui.core.metadata import read_metadata
+    from unetpp_gui.resources import bundled_model_path
+
+    dialog = TrainDialog()
+    qtbot.addWidget(dialog)
+    assert not any(b.autoDefault() or b.isDefault() for b in dialog.findChildren(QPushButton))
+    config = read_metadata(bundled_model_path()).training["config"]
+    recipe = {"deep_supervision": True, "loss": "bce_dice", "lr_schedule": "cosine", "batch_size": 8}
+    assert {k: config[k] for k in recipe} == recipe  # the bundled model's own recipe
+    assert dialog.deep.isChecked() and dialog.loss.currentText() == "bce_dice"
+    assert dialog.schedule.currentText() == "cosine" and dialog.batch.value() == 8
+    assert dialog.lr.value() == 1e-3 and dialog.empty_fraction.value() == 0.3 and dialog.filters.value() == 16
+    args = dialog.arguments()
+    assert args[args.index("--lr-schedule") + 1] == "cosine" and args[args.index("--empty-fraction") + 1] == "0.3"
+    assert Path(dialog.out_edit.text()).parent.name == "models" and str(Path.home()) in dialog.out_edit.text()
+
+
+def test_scan_reports_progress_and_can_be_stopped(qtbot, tmp_path: Path) -> None:
+    import numpy as np
+
+    from conftest import save_png
+    from unetpp_gui.core.phantom import phantom
+
+    for p in range(2):
+        for i in range(120):
+            img, mask = phantom(32, seed=i)
+            save_png(tmp_path / "d" / f"P{p}" / f"s{i}.png", img)
+            save_png(tmp_path / "d" / f"P{p}" / f"s{i}_mask.png", mask.astype(np.uint8) * 255)
+    dialog = TrainDialog()
+    qtbot.addWidget(dialog)
+    seen: list[str] = []
+    with qtbot.waitSignal(dialog.scanned, timeout=WAIT):
+        worker = _scan(dialog, tmp_path / "d")
+        worker.yielded.connect(lambda _p: seen.append(dialog.scan_label.text()))
+    assert any("of 240 image/mask pairs checked" in t for t in seen)
+    assert dialog.scan["pairs"] == 240 and dialog.scan["images"] == 240 and dialog.scan["patients"] == 2
+    with qtbot.waitSignal(dialog.scanned, timeout=WAIT):
+        _scan(dialog, tmp_path / "d")
+        dialog.cancel_scan()
+    assert dialog.scan_label.text() == "Scan cancelled." and not dialog.scan_cancel.isVisible()

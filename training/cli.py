@@ -8,11 +8,13 @@ import sys
 import threading
 from typing import Sequence
 
+from training.options import ARCHITECTURES, LOSS_NAMES, LR_SCHEDULES, NORMALIZATIONS, STRATEGIES
+
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", required=True, help="folder(s) of <name>.png + <name>_mask.png, or images/ + masks/")
     p.add_argument("--out", required=True, help="best model (.h5); a resumable <out>.last.h5 and <out>.split.json go beside it")
-    p.add_argument("--architecture", choices=("unetpp", "unet"), default="unetpp")
+    p.add_argument("--architecture", choices=ARCHITECTURES, default="unetpp")
     p.add_argument("--base-filters", type=int, default=16, help="filters at level 0 (doubling per level); 16 suits CPUs")
     p.add_argument("--depth", type=int, default=5, help="levels (5 as in the paper)")
     p.add_argument("--deep-supervision", action="store_true", help="heads on X_0_1..X_0_4 (allows pruned inference)")
@@ -20,8 +22,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--learning-rate", type=float, default=1e-4)
-    p.add_argument("--loss", choices=("bce", "bce_dice"), default="bce")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
+    p.add_argument("--loss", choices=LOSS_NAMES, default="bce")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant")
     p.add_argument("--patience", type=int, default=0, help="early stopping on validation Dice (0 = off)")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 (CPUs with AVX512-BF16/AMX)")
     p.add_argument("--seed", type=int, default=42)
@@ -31,7 +33,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="patients kept out of training and checkpoint selection (an untouched test split, "
                         "stored in the model for 'unetpp evaluate --split test')")
     p.add_argument("--patient-prefix-fields", type=int, help="patient = first N '_' fields of the file name (flat folders)")
-    p.add_argument("--normalize", choices=("auto", "none", "channel"), default="auto",
+    p.add_argument("--normalize", choices=NORMALIZATIONS, default="auto",
                    help="per-slice, per-channel intensity normalisation (channel: fitted to the training "
                         "slices and stored in the model); auto: the --init-from/--resume model's, else none")
     p.add_argument("--no-augment", action="store_true")
@@ -40,7 +42,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of tumour-free training slices drawn each epoch (redrawn per epoch)")
     p.add_argument("--resume", help="continue a checkpoint (weights, optimizer state, epoch, split)")
     p.add_argument("--init-from", help="fine-tune: start from this model's weights with a fresh optimizer")
-    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"), default="auto",
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="tf.distribute strategy; auto = MultiWorkerMirrored with TF_CONFIG, Mirrored with >1 GPU")
     p.add_argument("--max-patients", type=int, help=argparse.SUPPRESS)
     p.add_argument("--max-slices", type=int, help="use at most N slices per split (quick runs)")

@@ -231,3 +231,51 @@ def _augmenter(channels: int, seed: int) -> Any:
         return x, tf.cast(y > 0.5, tf.float32)
 
     return apply
+
+
+@dataclass
+class FolderReport:
+    """What a training-data folder holds (for the training dialog): counts, problems and previews."""
+
+    images: int = 0
+    pairs: int = 0
+    patients: int = 0
+    tumour: int = 0
+    problems: list[str] = field(default_factory=list)
+    previews: list[np.ndarray] = field(default_factory=list)  # small RGB overlays of a few tumour slices
+
+
+def inspect_folder(folder: str | Path, max_previews: int = 4) -> Iterator[tuple[int, int]]:
+    """Walk ``folder`` once and check every mask; yields (checked, total) now and then (so a caller can
+    show progress and stop early) and returns a :class:`FolderReport`."""
+    from unetpp_gui.core.overlay import render_overlay
+
+    scan = find_pairs([folder])
+    no_mask = sum(1 for p in scan.problems if ": no mask found" in p)
+    report = FolderReport(images=len(scan.pairs) + no_mask, pairs=len(scan.pairs), patients=len(scan.patients),
+                          problems=list(scan.problems))
+    total = len(scan.pairs)
+    yield 0, total
+    for k, pair in enumerate(scan.pairs):
+        if k % 50 == 0 and k:
+            yield k, total
+        try:
+            mask = load_mask(pair.mask)
+        except ImageError as exc:
+            report.problems.append(str(exc))
+            continue
+        report.tumour += bool(mask.any())
+        if mask.any() and len(report.previews) < max_previews and k % 3 == 0:
+            try:
+                img = load_image(pair.image)
+            except ImageError as exc:
+                report.problems.append(str(exc))
+                continue
+            if img.shape[:2] != mask.shape:
+                report.problems.append(f"{pair.image.name}: size {img.shape[1]}x{img.shape[0]} differs from its mask")
+                continue
+            ov = render_overlay(img, mask, mode="contour")[:, :, :3]
+            step = max(1, ov.shape[0] // 110)
+            report.previews.append(np.ascontiguousarray(ov[::step, ::step]))
+    yield total, total
+    return report

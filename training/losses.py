@@ -7,6 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from training.options import LOSS_NAMES
+
 
 @keras.saving.register_keras_serializable(package="unetpp")
 def soft_dice_loss(y_true: Any, y_pred: Any) -> Any:
@@ -26,6 +28,7 @@ def bce_dice_loss(y_true: Any, y_pred: Any) -> Any:
 
 
 LOSSES = {"bce": "binary_crossentropy", "bce_dice": bce_dice_loss}
+assert tuple(LOSSES) == LOSS_NAMES
 
 
 @keras.saving.register_keras_serializable(package="unetpp")

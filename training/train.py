@@ -15,8 +15,7 @@ from typing import Any, TextIO
 from unetpp_gui.core.metadata import ModelMetadata, library_versions, read_metadata
 from unetpp_gui.core.normalize import ChannelNorm, fit_channel_norm
 
-ARCHITECTURES = ("unetpp", "unet")
-NORMALIZATIONS = ("auto", "none", "channel")
+from training.options import ARCHITECTURES, NORMALIZATIONS  # noqa: F401  (re-exported)
 
 
 @dataclass

@@ -22,7 +22,10 @@ from PySide6.QtWidgets import (
     QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
+from training.train import last_path_for
+from training.options import ARCHITECTURES, LOSS_NAMES, LR_SCHEDULES
 from unetpp_gui import workers
+from unetpp_gui.core.model_io import cpu_supports_bf16
 
 
 def training_command(args: list[str]) -> tuple[str, list[str], dict[str, str]]:
@@ -35,6 +38,7 @@ def training_command(args: list[str]) -> tuple[str, list[str], dict[str, str]]:
 class TrainDialog(QDialog):
     use_model = Signal(str)  # path of the trained model
     finished_training = Signal(str)  # final status: done / cancelled / stopped_early / error / crashed
+    scanned = Signal()  # a data scan ended (result, problem or cancel): scan_label says which
 
     def __init__(self, current_model: str | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -43,6 +47,7 @@ class TrainDialog(QDialog):
         self.current_model = current_model
         self.proc: QProcess | None = None
         self.scan: Any = None
+        self._scan_worker: Any = None
         self.result: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
         self._stdout_buffer = b""
@@ -50,6 +55,9 @@ class TrainDialog(QDialog):
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill_if_stuck)
         self._build()
+        for button in self.findChildren(QPushButton):  # Enter in a field must not press Browse (or Start)
+            button.setAutoDefault(False)
+            button.setDefault(False)
         self.resize(1100, 760)
 
     # ----- layout --------------------------------------------------------------------------------
@@ -58,6 +66,9 @@ class TrainDialog(QDialog):
         self.data_edit.setPlaceholderText("Folder with <name>.png + <name>_mask.png (or images/ + masks/); drop it here")
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse_data)
+        self.scan_cancel = QPushButton("Stop scanning")
+        self.scan_cancel.clicked.connect(self.cancel_scan)
+        self.scan_cancel.hide()
         self.data_edit.editingFinished.connect(self.scan_data)
         self.scan_label = QLabel("No data chosen.")
         self.scan_label.setWordWrap(True)
@@ -71,31 +82,46 @@ class TrainDialog(QDialog):
         row.addWidget(self.data_edit, 1)
         row.addWidget(browse)
         dl.addLayout(row)
-        dl.addWidget(self.scan_label)
+        scan_row = QHBoxLayout()
+        scan_row.addWidget(self.scan_label, 1)
+        scan_row.addWidget(self.scan_cancel)
+        dl.addLayout(scan_row)
         dl.addLayout(self.preview)
         dl.addWidget(self.problems)
 
         self.arch = QComboBox()
-        self.arch.addItems(["unetpp", "unet"])
+        self.arch.addItems(list(ARCHITECTURES))
         self.arch.setToolTip("UNet++ (nested dense skips) or the plain U-Net on the same blocks")
         self.filters = self._spin(4, 64, 16, "Filters at the top level; doubles per level. 16 suits a CPU.")
         self.size = self._spin(32, 512, 256, "Slices are resized to this square size.", step=16)
         self.deep = QCheckBox("Deep supervision (heads on X_0_1..X_0_4; allows pruned inference)")
-        self.epochs = self._spin(1, 500, 20, "Passes over the training data.")
+        self.deep.setChecked(True)  # the defaults are the bundled model's recipe (its MODEL_CARD.md)
+        self.epochs = self._spin(1, 500, 16, "Passes over the training data.")
         self.batch = self._spin(1, 64, 8, "Slices per step.")
         self.lr = QDoubleSpinBox()
         self.lr.setDecimals(5)
         self.lr.setRange(1e-5, 1e-1)
         self.lr.setSingleStep(1e-4)
-        self.lr.setValue(1e-4)
-        self.lr.setToolTip("Adam learning rate (the prototype used 1e-4).")
+        self.lr.setValue(1e-3)
+        self.lr.setToolTip("Adam learning rate (the bundled model: 1e-3 with a cosine schedule; the prototype used "
+                           "1e-4, constant).")
+        self.schedule = QComboBox()
+        self.schedule.addItems(list(LR_SCHEDULES))
+        self.schedule.setToolTip("cosine: the learning rate decays to 5 % over the run; constant: as the prototype.")
+        self.empty_fraction = QDoubleSpinBox()
+        self.empty_fraction.setRange(0.05, 1.0)
+        self.empty_fraction.setSingleStep(0.05)
+        self.empty_fraction.setValue(0.3)
+        self.empty_fraction.setToolTip("Share of the tumour-free training slices drawn each epoch (redrawn every "
+                                       "epoch): every tumour slice is used, the many empty ones are sampled.")
         self.val_fraction = QDoubleSpinBox()
         self.val_fraction.setRange(0.05, 0.5)
         self.val_fraction.setSingleStep(0.05)
         self.val_fraction.setValue(0.2)
         self.val_fraction.setToolTip("Share of patients held out for validation (never split by slice).")
         self.loss = QComboBox()
-        self.loss.addItems(["bce", "bce_dice"])
+        self.loss.addItems(list(LOSS_NAMES))
+        self.loss.setCurrentText("bce_dice")
         self.loss.setToolTip("Binary cross-entropy (prototype) or BCE + Dice (better for small tumours).")
         self.augment = QCheckBox("Augmentation (flip, rotation, zoom, intensity)")
         self.augment.setChecked(True)
@@ -106,10 +132,11 @@ class TrainDialog(QDialog):
             "channel from another scanner is then not missed. Stored in the model; a current model that already "
             "has one keeps its own when fine-tuned.")
         self.mixed = QCheckBox("Mixed precision (bfloat16; CPUs with AVX512-BF16/AMX)")
+        self.mixed.setChecked(cpu_supports_bf16())  # emulated bfloat16 is slower than float32
         self.finetune = QCheckBox("Start from the current model (fine-tune)")
         self.finetune.setEnabled(bool(self.current_model))
         self.max_slices = self._spin(0, 100000, 0, "Use at most this many slices per split (0 = all): for a quick trial.")
-        self.out_edit = QLineEdit(str(Path.home() / "unetpp_model.h5"))
+        self.out_edit = QLineEdit(str(default_output()))
         out_browse = QPushButton("…")
         out_browse.clicked.connect(self._browse_out)
         out_row = QHBoxLayout()
@@ -118,7 +145,9 @@ class TrainDialog(QDialog):
         form = QFormLayout()
         for label, w in (("Architecture", self.arch), ("Base filters", self.filters), ("Input size", self.size),
                          ("", self.deep), ("Epochs", self.epochs), ("Batch size", self.batch),
-                         ("Learning rate", self.lr), ("Validation share of patients", self.val_fraction), ("Loss", self.loss),
+                         ("Learning rate", self.lr), ("Schedule", self.schedule),
+                         ("Tumour-free slices per epoch", self.empty_fraction),
+                         ("Validation share of patients", self.val_fraction), ("Loss", self.loss),
                          ("", self.augment), ("", self.normalize), ("", self.mixed), ("", self.finetune),
                          ("Max slices (quick trial)", self.max_slices)):
             form.addRow(label, w)
@@ -203,20 +232,41 @@ class TrainDialog(QDialog):
         if not Path(folder).is_dir():
             self._data_problem(f"{folder} is not a folder.")
             return None
+        self.cancel_scan()
         self.scan_label.setText("Scanning…")
-        worker = workers.create_worker(_scan_folder, folder, _start_thread=False, _ignore_errors=True)
+        worker = workers.create_worker(_inspect, folder, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self._on_scan_progress)
         worker.returned.connect(self._on_scan)
         worker.errored.connect(lambda e: self._data_problem(f"Could not read {folder}: {e}"))
         self._scan_worker = worker
+        self.scan_cancel.show()
+        worker.finished.connect(self.scan_cancel.hide)
         worker.start()
         return worker
+
+    def cancel_scan(self) -> None:
+        if self._scan_worker is not None:
+            self._scan_worker.quit()
+            self._scan_worker = None
+            self.scan_label.setText("Scan cancelled.")
+            self.scan_cancel.hide()
+            self.scanned.emit()
+
+    def _on_scan_progress(self, progress: tuple[int, int]) -> None:
+        done, total = progress
+        self.scan_label.setText(f"Scanning… {done:,} of {total:,} image/mask pairs checked")
 
     def _data_problem(self, text: str) -> None:
         self.scan = None
         self.scan_label.setText(f"<span style='color:#c5221f'>{text}</span>")
         self.start_button.setEnabled(False)
+        self.scanned.emit()
 
-    def _on_scan(self, result: dict[str, Any]) -> None:
+    def _on_scan(self, report: Any) -> None:
+        self._scan_worker = None
+        if report is None:  # cancelled (cancel_scan said so)
+            return
+        result = vars(report)
         self.scan = result
         self.problems.setPlainText("\n".join(result["problems"][:200]) or "No problems found.")
         if result["pairs"] == 0:
@@ -241,6 +291,7 @@ class TrainDialog(QDialog):
             label.setPixmap(QPixmap.fromImage(img))
             self.preview.addWidget(label)
         self.start_button.setEnabled(True)
+        self.scanned.emit()
 
     # ----- running ---------------------------------------------------------------------------------
     def arguments(self, resume: bool = False) -> list[str]:
@@ -248,11 +299,12 @@ class TrainDialog(QDialog):
         args = ["train", "--data", self.data_edit.text().strip(), "--out", out, "--progress-json",
                 "--cancel-file", str(self.cancel_file())]
         if resume:
-            return args + ["--resume", str(_last_path(out)), "--epochs", str(self.epochs.value())]
+            return args + ["--resume", str(last_path_for(Path(out))), "--epochs", str(self.epochs.value())]
         args += ["--architecture", self.arch.currentText(), "--base-filters", str(self.filters.value()),
                  "--image-size", str(self.size.value()), "--epochs", str(self.epochs.value()),
                  "--batch-size", str(self.batch.value()), "--learning-rate", str(self.lr.value()),
-                 "--val-fraction", str(self.val_fraction.value()), "--loss", self.loss.currentText()]
+                 "--val-fraction", str(self.val_fraction.value()), "--loss", self.loss.currentText(),
+                 "--lr-schedule", self.schedule.currentText(), "--empty-fraction", str(self.empty_fraction.value())]
         if self.deep.isChecked():
             args.append("--deep-supervision")
         if not self.augment.isChecked():
@@ -394,8 +446,8 @@ class TrainDialog(QDialog):
                     f"(epoch {self.result.get('best_epoch')}).")
             if self.result.get("best_path"):
                 text += f"\nBest model: {self.result['best_path']}"
-            if _last_path(out).exists():
-                text += f"\nResumable checkpoint: {_last_path(out)}"
+            if last_path_for(out).exists():
+                text += f"\nResumable checkpoint: {last_path_for(out)}"
         self.summary.setText(text)
         self.start_button.setEnabled(self.scan is not None)
         self.cancel_button.setEnabled(False)
@@ -407,7 +459,7 @@ class TrainDialog(QDialog):
         self.use_model.emit(self.out_edit.text().strip())
 
     def _update_resume(self) -> None:
-        self.resume_button.setEnabled(self.proc is None and _last_path(self.out_edit.text().strip()).exists())
+        self.resume_button.setEnabled(self.proc is None and last_path_for(Path(self.out_edit.text().strip())).exists())
 
     def _append_log(self, text: str) -> None:
         for line in text.rstrip().splitlines():
@@ -441,41 +493,16 @@ class TrainDialog(QDialog):
         super().closeEvent(event)
 
 
-def _last_path(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(f"{out.stem}.last{out.suffix}")
+def default_output() -> Path:
+    """Where a new model goes unless the user says otherwise: the user's application data folder."""
+    from PySide6.QtCore import QStandardPaths
+
+    base = QStandardPaths.writableLocation(QStandardPaths.AppDataLocation) or str(Path.home())
+    return Path(base) / "models" / "unetpp_model.h5"
 
 
-def _scan_folder(folder: str) -> dict[str, Any]:
-    """Pairs, patients, tumour slices and a few preview thumbnails (runs on a worker)."""
-    from training.data import find_pairs
-    from unetpp_gui.core.discovery import discover
-    from unetpp_gui.core.errors import ImageError
-    from unetpp_gui.core.image_io import load_image, load_mask
-    from unetpp_gui.core.overlay import render_overlay
+def _inspect(folder: str) -> Any:
+    """Worker body: progress tuples are yielded, the FolderReport is returned."""
+    from training.data import inspect_folder
 
-    scan = find_pairs([folder])
-    images = len(discover([folder]).slices)
-    tumour = 0
-    problems = list(scan.problems)
-    previews = []
-    for k, pair in enumerate(scan.pairs):
-        try:
-            mask = load_mask(pair.mask)
-        except ImageError as exc:
-            problems.append(str(exc))
-            continue
-        tumour += bool(mask.any())
-        if mask.any() and len(previews) < 4 and k % 3 == 0:
-            try:
-                img = load_image(pair.image)
-                if img.shape[:2] != mask.shape:
-                    problems.append(f"{pair.image.name}: size {img.shape[1]}x{img.shape[0]} differs from its mask")
-                    continue
-                ov = render_overlay(img, mask, mode="contour")[:, :, :3]
-                step = max(1, ov.shape[0] // 110)
-                previews.append(np.ascontiguousarray(ov[::step, ::step]))
-            except ImageError as exc:
-                problems.append(str(exc))
-    return {"images": images, "pairs": len(scan.pairs), "patients": len(scan.patients), "tumour": tumour,
-            "problems": problems, "previews": previews}
+    return (yield from inspect_folder(folder))
