@@ -7,6 +7,10 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tempfile  # noqa: E402
+
+# measured batch sizes are cached under XDG_CACHE_HOME: never in the home of whoever runs the tests
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="unetpp-test-cache-")
 
 import numpy as np
 import pytest

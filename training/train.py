@@ -305,7 +305,7 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
                     "split": {"train": train_p, "validation": val_p, "test": test_p, "seed": cfg.seed},
                     "history": history,
                     "elapsed_s": round(time.monotonic() - started, 1),
-                    "hardware": f"{os.cpu_count()} CPU cores",
+                    "hardware": hardware_description(),
                 },
                 metrics={"val_dice_global": float(logs.get(monitor, float("nan"))), "epoch": epoch},
                 versions=library_versions(),
@@ -357,6 +357,26 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
     _emit(progress, status, best_path=str(result.best_path) if result.best_path else None,
           best_dice=best_dice, best_epoch=ckpt.best_epoch, epochs_run=epochs_run)
     return result
+
+
+def hardware_description() -> str:
+    """What trained the model: GPUs if TensorFlow sees any, else the CPU's model, cores and vector units."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return f"{len(gpus)} GPU(s)"
+    model, flags = "CPU", ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "CPU":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    units = [u for u in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {u}" in flags]
+    return f"{os.cpu_count()} CPU cores, {model}" + (f" ({', '.join(units)})" if units else "")
 
 
 def configure_threads() -> None:

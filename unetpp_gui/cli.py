@@ -48,6 +48,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     meta = model.metadata
     pt = args.pixel_threshold if args.pixel_threshold is not None else meta.pixel_threshold
     dt = args.decision_threshold if args.decision_threshold is not None else meta.decision_threshold
+    batch_size = args.batch_size
+    if batch_size is None:
+        from unetpp_gui.core.batching import MIN_SLICES_TO_MEASURE, best_batch_size, describe
+
+        if len(found.slices) >= MIN_SLICES_TO_MEASURE:
+            batch_size, times, cached = best_batch_size(model)
+            if not args.quiet:
+                print(f"unetpp: {describe(batch_size, times, cached)}", file=sys.stderr)
+        else:
+            batch_size = 8 if model.precision == "bfloat16" else 4
     roots = [Path(p) for p in args.paths]
     rows: list[dict] = []
     total = len(found.slices)
@@ -61,7 +71,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if flt is not None and not args.quiet:
             print(f"patient 3-D filter: {flt.describe()} (the model's; --patient-filter off to skip)",
                   file=sys.stderr)
-        jobs = write_masks(model, found.slices, out, roots, pt, args.overlay, batch_size=args.batch_size,
+        jobs = write_masks(model, found.slices, out, roots, pt, args.overlay, batch_size=batch_size,
                            cancel=cancel, patient_filter=flt)
         for i, res in enumerate(jobs, 1):
             rows.append(row_for(res, pt, dt, out))
@@ -149,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the earlier run in --out (its results.csv and the masks/overlays it lists)")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int,
+                   help="slices per model call (default: the fastest measured on this machine, cached)")
     p.add_argument("--pixel-threshold", type=float)
     p.add_argument("--decision-threshold", type=float, help="area ratio above which a slice is called tumour")
     p.add_argument("--trust-model", action="store_true", help="allow models with code (Lambda layers)")

@@ -44,11 +44,13 @@ def _load_model(path: str | Path, trust: bool, prune_level: int | None = None, t
     from unetpp_gui.core.model_io import load_model
 
     model = load_model(path, trust=trust, prune_level=prune_level, tta=tta, precision=precision)
-    # Warm up: trace the graph once here, so the first real slice is not slowed by it.
+    # Warm up (trace the graph here, so the first real slice is not slowed by it) and choose the batch
+    # size by measurement, cached per model and machine (core.batching).
     if model.input_hw is not None:
-        import numpy as np
+        from unetpp_gui.core.batching import best_batch_size, describe
 
-        model.predict_batch(np.zeros((1, *model.input_hw, model.channels), np.float32))
+        size, times, cached = best_batch_size(model)
+        model.batch_size_choice, model.batch_size_note = size, describe(size, times, cached)
     return model
 
 

@@ -110,6 +110,8 @@ class LoadedModel:
     precision: str = "float32"  # "float32" or "bfloat16" (mixed: bfloat16 compute, float32 weights)
     runtime_model: Any = None  # what inference runs: keras_model rewritten for speed (same function)
     folded_batch_norms: int = 0  # batch norms folded into their convolutions in runtime_model
+    batch_size_choice: int | None = None  # measured fastest batch size here (core.batching), when asked
+    batch_size_note: str = ""
     _functions: dict[tuple[int, int, bool], Callable[..., Any]] = field(default_factory=dict, repr=False)
 
     @cached_property

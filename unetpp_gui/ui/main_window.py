@@ -39,11 +39,11 @@ class MainWindow(QMainWindow):
     predictions_finished = Signal()
     message = Signal(str)  # every non-blocking message shown to the user
 
-    def __init__(self, settings: QSettings | None = None, batch_size: int = 8) -> None:
+    def __init__(self, settings: QSettings | None = None, batch_size: int | None = None) -> None:
         super().__init__()
         self.setWindowTitle("UNet++ Viewer — research use only")
         self.settings = settings or QSettings("UNetPPViewer", "UNetPP Viewer")
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # None: the model's measured best (workers.load_model_worker)
         self.store = SliceStore()
         self.model: Any = None
         self.current: Path | None = None
@@ -164,7 +164,7 @@ class MainWindow(QMainWindow):
         self.controls.set_thresholds(pixel, decision)
         self.controls.setEnabled(True)
         self.empty.set_model_state(f"Model {model.name} is ready.")
-        self._say(f"Model {model.name} ready.")
+        self._say(f"Model {model.name} ready" + (f"; {model.batch_size_note}." if model.batch_size_note else "."))
         self.model_changed.emit(model)
         if old is not None:
             self._restart_predictions()
@@ -197,6 +197,10 @@ class MainWindow(QMainWindow):
             self.settings.setValue("inference/precision", precision)
         self.load_model(self.model.path, getattr(self, "_trust", False), level, use_tta,
                         precision or self.model.precision)
+
+    def effective_batch_size(self) -> int:
+        """The batch size given to the window, else the one measured fastest for this model and machine."""
+        return self.batch_size or getattr(self.model, "batch_size_choice", None) or 4
 
     def active_patient_filter(self) -> Any:
         """The model's patient 3-D filter, unless switched off in the Model menu (remembered)."""
@@ -274,7 +278,7 @@ class MainWindow(QMainWindow):
         self.progress_text.show()
         self.cancel_button.show()
         self.status.setText(f"Predicting {len(pending)} slice(s)…")
-        job = workers.predict_worker(self.model, pending, self.batch_size, self.active_patient_filter())
+        job = workers.predict_worker(self.model, pending, self.effective_batch_size(), self.active_patient_filter())
         ref = weakref.ref(job)  # a strong reference in a Qt connection would keep the job alive forever
         job.yielded.connect(lambda res: self._on_result(res) if ref() is self._job else None)
         job.finished.connect(lambda: self._on_job_finished(ref()))
@@ -435,7 +439,7 @@ class MainWindow(QMainWindow):
         paths = [p for p in self.store.paths if p in self.store.compact and self.store.compact[p].ok]
         roots = sorted({p.parent for p in paths})
         gen = write_masks(self.model, paths, Path(folder), roots, t.pixel, True, c.rgb, c.opacity.value() / 100,
-                          self.batch_size)
+                          self.effective_batch_size())
         count = [0]
 
         def run() -> Any:

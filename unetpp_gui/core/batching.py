@@ -1,0 +1,87 @@
+"""Batch size chosen by measurement: the fastest per-slice time of a few sizes, on this machine and model.
+
+Machines differ (on a 2-core AVX2 CPU batch 1 was fastest, on an AVX-512 one batch 8), so a constant is
+wrong somewhere. The first use of a model on a machine times each candidate on a blank batch (a few
+seconds) and caches the choice, keyed by the model file, the inference variant and the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CANDIDATES = (1, 2, 4, 8)
+#: Below this many slices a run is too short for a measurement to pay back.
+MIN_SLICES_TO_MEASURE = 32
+
+
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unetpp-viewer" / "batch_sizes.json"
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "cpu"
+
+
+def cache_key(model: Any) -> str:
+    try:
+        st = model.path.stat()
+        stamp = f"{st.st_size}:{int(st.st_mtime)}"
+    except OSError:
+        stamp = "?"
+    return (f"{Path(model.path).resolve()}:{stamp}:{model.precision}:tta={model.tta}:L={model.prune_level}:"
+            f"{_cpu()}:{os.cpu_count()}")
+
+
+def measure(model: Any, candidates: tuple[int, ...] = CANDIDATES, hw: tuple[int, int] = (256, 256)) -> dict[int, float]:
+    """Seconds per slice for each batch size (one untimed call each to trace it, then one timed call)."""
+    hw = model.input_hw or hw
+    times = {}
+    for n in candidates:
+        batch = np.zeros((n, *hw, model.channels), np.float32)
+        model.predict_batch(batch)
+        start = time.perf_counter()
+        model.predict_batch(batch)
+        times[n] = (time.perf_counter() - start) / n
+    return times
+
+
+def best_batch_size(model: Any, cache: Path | None = None) -> tuple[int, dict[int, float], bool]:
+    """(size, seconds per slice by size, whether it came from the cache)."""
+    cache = cache or cache_path()
+    key = cache_key(model)
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and key in known:
+        entry = known[key]
+        return int(entry["size"]), {int(k): float(v) for k, v in entry["times"].items()}, True
+    times = measure(model)
+    size = min(times, key=times.get)
+    known = known if isinstance(known, dict) else {}
+    known[key] = {"size": size, "times": {str(k): round(v, 5) for k, v in times.items()}}
+    try:
+        from unetpp_gui.core.atomic import atomic_write_bytes
+
+        atomic_write_bytes(cache, json.dumps(known, indent=1).encode())
+    except OSError:
+        pass  # a read-only home only costs the measurement next time
+    return size, times, False
+
+
+def describe(size: int, times: dict[int, float], cached: bool) -> str:
+    per = ", ".join(f"{n}: {1000 * t:.0f} ms" for n, t in sorted(times.items()))
+    return f"batch size {size} (fastest per slice on this machine{', cached' if cached else ''}: {per})"
