@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from unetpp_gui import RESEARCH_NOTICE, __version__
+from unetpp_gui.core.errors import UserFacingError
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -28,18 +29,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     removed = prepare_output_folder(out, args.overwrite)  # before anything slow: a bad --out fails at once
     if removed:
-        print(f"unetpp: --overwrite: removed the earlier run's {len(removed) - 1} output file(s) and its "
-              f"{RESULTS_CSV}", file=sys.stderr)
-    found = discover(args.paths, exclude=[out])
-    for p, why in found.problems:
+        outputs = [p for p in removed if p.suffix != ".csv"]
+        print(f"unetpp: --overwrite: removed the earlier run's {len(outputs)} output file(s) and its CSV files",
+              file=sys.stderr)
+    from unetpp_gui.core.volume import group_studies, is_nifti
+
+    studies, volume_problems = group_studies([p for p in args.paths if is_nifti(p) or Path(p).is_dir()])
+    found = discover([p for p in args.paths if not is_nifti(p)], exclude=[out])
+    for p, why in [*found.problems, *volume_problems]:
         print(f"unetpp: warning: {p}: {why}", file=sys.stderr)
-    if not found.slices:
-        print("unetpp: error: no image slices found in the given paths "
+    if not found.slices and not studies:
+        print("unetpp: error: no image slices or NIfTI studies found in the given paths "
               f"({', '.join(str(p) for p in args.paths[:3])}{' ...' if len(args.paths) > 3 else ''})",
               file=sys.stderr)
         return 2
     if not args.quiet:
-        print(f"unetpp: {len(found.slices)} slice(s) found; loading TensorFlow and the model...",
+        print(f"unetpp: {len(found.slices)} slice(s)" + (f" and {len(studies)} NIfTI stud(ies)" if studies else "")
+              + " found; loading TensorFlow and the model...",
               file=sys.stderr, flush=True)
     from unetpp_gui.core.model_io import load_model, resolve_model_path
 
@@ -86,6 +92,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         write_csv(out / RESULTS_CSV, rows)
+    if studies and status == 0:
+        status = _predict_studies(args, model, studies, out, pt, dt, batch_size, rows)
+        write_csv(out / RESULTS_CSV, rows)
     errors = sum(1 for r in rows if r["error"] and not r["decision"])
     unwritten = sum(1 for r in rows if r["error"] and r["decision"])
     tumour = sum(1 for r in rows if r["decision"] == "tumour")
@@ -97,6 +106,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if status == 0 and rows and errors == len(rows):
         print("unetpp: error: no slice could be predicted", file=sys.stderr)
         return 1
+    return status
+
+
+def _predict_studies(args: argparse.Namespace, model, studies: list, out: Path, pt: float, dt: float,
+                     batch_size: int, rows: list[dict]) -> int:
+    """Segment each NIfTI study, write its mask volume, one ``volumes.csv`` row each and per-slice rows."""
+    from unetpp_gui.core.report import row_for, write_csv
+    from unetpp_gui.core.volume import VOLUME_COLUMNS, VolumeResult, read_study, volume_row
+    from unetpp_gui.core.volume_inference import predict_study, write_study_outputs
+
+    flt = model.patient_filter if args.patient_filter == "auto" else None
+    volume_rows = []
+    status = 0
+    for source in studies:
+        start = time.monotonic()
+        try:
+            study = read_study(source, model.channels)
+            result, probs = predict_study(model, study, pt, dt, flt, batch_size)
+            write_study_outputs(study, probs, result, out, pt, args.save_prob)
+        except KeyboardInterrupt:
+            status = 130
+            break
+        except (UserFacingError, OSError) as exc:
+            result = VolumeResult(source.name, source.files[0], error=str(exc))
+        for res in result.slice_results:
+            row = row_for(res, pt, dt, out)
+            row["mask"] = str(result.mask_file.relative_to(out)) if result.mask_file else ""
+            rows.append(row)
+        volume_rows.append(volume_row(result, out))
+        if not args.quiet:
+            print(f"{source.name}: " + (f"error: {result.error}" if result.error else
+                  f"{result.tumour_ml:.2f} mL tumour in {result.slices_with_tumour} of {len(result.slice_results)} "
+                  f"slices" + (f", Dice {result.dice:.3f}" if result.dice is not None else "")
+                  + f" ({time.monotonic() - start:.1f} s)"), file=sys.stderr)
+    write_csv(out / "volumes.csv", volume_rows, VOLUME_COLUMNS)
     return status
 
 
@@ -152,13 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="segment slices and write masks, overlays and results.csv")
-    p.add_argument("paths", nargs="+", help="PNG files and/or folders (searched recursively)")
+    p.add_argument("paths", nargs="+",
+                   help="PNG/TIFF slices, folders (searched recursively) and NIfTI studies (.nii/.nii.gz: a 4-D "
+                        "file, or <study>_pre/_flair/_post files or their folder)")
     p.add_argument("--model", help="model file (default: the bundled model)")
     p.add_argument("--out", required=True,
                    help="output folder (created; one run per folder: see --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the earlier run in --out (its results.csv and the masks/overlays it lists)")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    p.add_argument("--save-prob", action="store_true", help="NIfTI studies: also write <study>_prob.nii.gz "
+                   "(uint8, probability x 255)")
     p.add_argument("--batch-size", type=int,
                    help="slices per model call (default: the fastest measured on this machine, cached)")
     p.add_argument("--pixel-threshold", type=float)
@@ -199,7 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from training.cli import quiet_tensorflow
-    from unetpp_gui.core.errors import UserFacingError
 
     quiet_tensorflow()
     args = build_parser().parse_args(argv)

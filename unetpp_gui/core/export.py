@@ -103,18 +103,21 @@ def _remove_run(out: Path, csv_path: Path) -> list[Path]:
 
     root = out.resolve()
     listed: list[Path] = []
-    try:
-        with csv_path.open(newline="", encoding="utf-8", errors="replace") as f:
-            reader = csv.DictReader(f)
-            has_columns = bool(reader.fieldnames and "mask" in reader.fieldnames)
-            for row in reader:
-                listed += [out / row[k] for k in ("mask", "overlay") if row.get(k)]
-    except (OSError, csv.Error):
-        has_columns = False
+    has_columns = False
+    tables = [csv_path, out / "volumes.csv"]
+    for table in tables:
+        try:
+            with table.open(newline="", encoding="utf-8", errors="replace") as f:
+                reader = csv.DictReader(f)
+                has_columns = has_columns or bool(reader.fieldnames and "mask" in reader.fieldnames)
+                for row in reader:
+                    listed += [out / row[k] for k in ("mask", "overlay", "probability") if row.get(k)]
+        except (OSError, csv.Error):
+            pass
     if not has_columns:
         listed = [p for pattern in ("*_pred.png", "*_overlay.png") for p in out.rglob(pattern)]
     removed = []
-    for p in [*listed, csv_path]:
+    for p in [*dict.fromkeys(listed), *tables]:
         try:
             if p.resolve().is_relative_to(root) and p.is_file():
                 p.unlink()

@@ -220,6 +220,33 @@ def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -
     return results
 
 
+def predict_images(model: LoadedModel, images: Iterable[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE,
+                   cancel: threading.Event | None = None) -> Iterator[np.ndarray]:
+    """Probability levels (H, W) uint8 for decoded RGB slices already in memory (a volume's), in order."""
+    batch: list[tuple[np.ndarray, Geometry]] = []
+
+    def run() -> Iterator[np.ndarray]:
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (x, _geo) in enumerate(batch):
+            groups.setdefault(x.shape, []).append(i)
+        probs: dict[int, np.ndarray] = {}
+        for idxs in groups.values():
+            out = model.predict_batch(np.stack([batch[i][0] for i in idxs]))
+            probs.update({i: out[k] for k, i in enumerate(idxs)})
+        for i, (_x, geo) in enumerate(batch):
+            yield quantize(restore(probs[i], geo))
+
+    for image in images:
+        batch.append(prepare_for(model, image))
+        if len(batch) == max(1, batch_size):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            yield from run()
+            batch = []
+    if batch:
+        yield from run()
+
+
 def predict_array(model: LoadedModel, image: np.ndarray) -> np.ndarray:
     """Probability levels (H, W) uint8 for one decoded RGB slice (used by self-tests)."""
     x, geo = prepare_for(model, image)
