@@ -235,3 +235,33 @@ def test_lgg_patient_as_a_volume_scores_as_its_pngs(lgg: Path, tmp_path: Path) -
     study = read_study(group_studies([tmp_path])[0][0])
     result, _ = predict_study(model, study, model.metadata.pixel_threshold, model.metadata.decision_threshold)
     assert result.dice == pytest.approx(png["patient_dice_mean"], abs=0.01)
+
+
+def test_gui_opens_a_study_pages_it_and_exports_its_mask(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtCore import QSettings
+
+    from unetpp_gui.ui.main_window import MainWindow
+
+    path, truth = _write_study(tmp_path / "in", "lps")
+    model = bright_model(tmp_path / "bright.h5", {"min_fraction": 1.0})
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.model_changed, timeout=120_000):
+        win.load_model(model)
+    with qtbot.waitSignal(win.predictions_finished, timeout=120_000):
+        win.open_paths([path])  # dropped or opened: the study becomes one patient, one row per axial slice
+    assert win.slice_list.count() == SHAPE[2] and {win.store.patient(p) for p in win.store.paths} == {"lps"}
+    assert win.store.paths[0].name.endswith("#z000")
+    win.slice_list.setCurrentRow(5)
+    assert win.results.badge.text() == "TUMOUR" and win.results.dice.text() == "1.000"  # its _mask volume
+    assert win.panels.mask.shape == (SHAPE[1], SHAPE[0])
+    assert [win.marker(r) for r in range(SHAPE[2])].count("tumour") == 4
+    summary = [s for s in win.batch.summaries() if s.patient == "lps"][0]
+    assert summary.tumour_ml == pytest.approx(truth.sum() * 2.5 / 1000)
+    with qtbot.waitSignal(win.message, timeout=120_000) as said:
+        win.export_study(tmp_path / "export")
+    assert "lps_pred.nii.gz" in said.args[0] and "mL" in said.args[0]
+    written = nib.load(tmp_path / "export" / "lps_pred.nii.gz")
+    assert np.array_equal(np.asarray(written.dataobj).astype(bool), truth)
+    win.close()

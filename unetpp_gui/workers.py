@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from superqt.utils import create_worker
 
-__all__ = ["create_worker", "discover_worker", "load_model_worker", "predict_worker"]
+__all__ = ["create_worker", "discover_worker", "export_study_worker", "load_model_worker", "predict_worker"]
 
 
 BACKGROUND_NICE = 10
@@ -64,7 +64,7 @@ def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | 
 def _discover(paths: list[str]) -> Any:
     from unetpp_gui.core.discovery import discover
 
-    return discover(paths)
+    return discover(paths, volumes=True)  # NIfTI studies become one slice path per axial slice
 
 
 def discover_worker(paths: list[str]) -> Any:
@@ -86,4 +86,22 @@ def predict_worker(model: Any, paths: list[Path], batch_size: int = 8, patient_f
     With ``patient_filter`` a patient's slices arrive together, once its last slice is predicted.
     """
     return create_worker(_predict, model, list(paths), batch_size, patient_filter, _start_thread=False,
+                         _ignore_errors=True)
+
+
+def _export_study(model: Any, file: Path, out: Path, pixel: float, decision: float, patient_filter: Any) -> Any:
+    background_priority()
+    from unetpp_gui.core.volume import study_of
+    from unetpp_gui.core.volume_inference import predict_study, write_study_outputs
+
+    study = study_of(file)
+    result, probs = predict_study(model, study, pixel, decision, patient_filter)
+    write_study_outputs(study, probs, result, out, pixel)
+    return result
+
+
+def export_study_worker(model: Any, file: Path, out: Path, pixel: float, decision: float,
+                        patient_filter: Any = None) -> Any:
+    """Worker returning a VolumeResult after writing ``<study>_pred.nii.gz`` to ``out``."""
+    return create_worker(_export_study, model, file, out, pixel, decision, patient_filter, _start_thread=False,
                          _ignore_errors=True)

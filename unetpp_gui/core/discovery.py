@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unetpp_gui.core.image_io import IMAGE_SUFFIXES
+from unetpp_gui.core.image_io import IMAGE_SUFFIXES, SLICE_TAG
 
 MASK_SUFFIX = "_mask"
 _NUM = re.compile(r"(\d+)")
@@ -44,8 +44,14 @@ def _is_file(path: Path) -> bool:
 
 
 def find_ground_truth(image: str | Path) -> Path | None:
-    """The mask file that belongs to ``image``, if one exists."""
+    """The mask file that belongs to ``image``, if one exists (for a NIfTI study's slice: the slice of
+    its ``<study>_mask`` volume)."""
     image = Path(image)
+    if SLICE_TAG in image.name:
+        from unetpp_gui.core.volume import parse_ref, truth_ref
+
+        if parse_ref(image) is not None:
+            return truth_ref(image)
     for ext in (image.suffix, *IMAGE_SUFFIXES):
         cand = image.with_name(f"{image.stem}{MASK_SUFFIX}{ext}")
         if _is_file(cand):
@@ -79,13 +85,15 @@ def _is_regular(path: Path) -> bool:
 
 
 def discover(paths: list[str | Path] | tuple[str | Path, ...],
-             exclude: list[str | Path] | tuple[str | Path, ...] = ()) -> Discovery:
+             exclude: list[str | Path] | tuple[str | Path, ...] = (), volumes: bool = False) -> Discovery:
     """Expand files and folders (recursively) into a naturally sorted list of slices.
 
     Unreadable folders and missing paths are reported in ``problems``; they never raise.
     Explicitly named files are kept even when their suffix is unknown, so that the user sees
     an error row for them instead of silence. Folders in ``exclude`` (an output folder inside
-    the input, say) are not entered; special files (FIFOs, devices, sockets) are skipped.
+    the input, say) are not entered; special files (FIFOs, devices, sockets) are skipped. With
+    ``volumes``, NIfTI studies (files, or the folders they are in) become one slice path per axial
+    slice (``<file>#z012``, :mod:`unetpp_gui.core.volume`); without, NIfTI files are left to the caller.
     """
     found = Discovery()
     skip = {os.path.realpath(e) for e in exclude}
@@ -96,8 +104,20 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
             seen.add(p)
             found.slices.append(p)
 
+    def add_studies(where: list[Path]) -> None:
+        from unetpp_gui.core.volume import study_refs
+
+        refs, problems = study_refs(where)
+        for ref in refs:
+            add(ref)
+        found.problems.extend(problems)
+
     for raw in paths:
         p = Path(raw)
+        if _is_nifti(p):
+            if volumes:
+                add_studies([p])
+            continue
         if p.is_dir():
             batch: list[Path] = []
 
@@ -107,6 +127,8 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
             for root, dirs, files in os.walk(p, onerror=onerror):
                 dirs[:] = sorted((d for d in dirs if not d.startswith(".")
                                   and os.path.realpath(os.path.join(root, d)) not in skip), key=natural_key)
+                if volumes and any(_is_nifti(Path(n)) for n in files):
+                    add_studies([Path(root)])
                 for name in files:
                     fp = Path(root) / name
                     if is_image_file(fp) and not is_mask_file(fp):
@@ -126,6 +148,10 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
     return found
 
 
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
 def patient_of(path: str | Path, prefix_fields: int | None = None) -> str:
     """The patient a slice belongs to.
 
@@ -134,6 +160,12 @@ def patient_of(path: str | Path, prefix_fields: int | None = None) -> str:
     for flat folders such as ``TCGA_CS_4941_19960909_12.png`` (N=4).
     """
     path = Path(path)
+    if SLICE_TAG in path.name:  # a NIfTI study is one patient
+        from unetpp_gui.core.volume import parse_ref, study_name
+
+        ref = parse_ref(path)
+        if ref is not None:
+            return study_name(ref[0])
     if prefix_fields:
         return "_".join(path.stem.split("_")[:prefix_fields])
     parent = path.parent

@@ -19,6 +19,8 @@ from PIL import Image, UnidentifiedImageError
 from unetpp_gui.core.atomic import atomic_write_bytes
 from unetpp_gui.core.errors import ImageError
 
+#: How a NIfTI study's slice is named (core.volume.SLICE_TAG, kept here so image_io stays light).
+SLICE_TAG = "#z"
 #: Formats we accept as slices. PNG is the product's format; the others are read the same way.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: Refuse anything larger than this many pixels before decoding it (decompression-bomb guard).
@@ -92,6 +94,14 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 def load_image(path: str | Path) -> np.ndarray:
     """Decode ``path`` into an (H, W, 3) uint8 RGB array or raise :class:`ImageError`."""
     path = Path(path)
+    if SLICE_TAG in path.name:  # a slice of a NIfTI study (core.volume): "<file>#z012"
+        from unetpp_gui.core.volume import VolumeError, parse_ref, slice_image
+
+        if parse_ref(path) is not None:
+            try:
+                return slice_image(path)
+            except VolumeError as exc:
+                raise ImageError(path, str(exc).removeprefix(f"{parse_ref(path)[0]}: ")) from None
     img = _open(path)
     try:
         img.load()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unetpp_gui.core.discovery import patient_of
+from unetpp_gui.core.image_io import SLICE_TAG
 from unetpp_gui.core.inference import SliceResult
 from unetpp_gui.core.postprocess import Derived, SliceStats
 
@@ -57,6 +58,7 @@ class SliceStore:
         self._maps: OrderedDict[Path, SliceResult] = OrderedDict()
         self._patients: dict[Path, str] = {}  # summaries ask on every threshold change
         self._removed: dict[Path, tuple] = {}  # 3-D filter's removed pixels, kept across map eviction
+        self._voxel_ml: dict[Path, float | None] = {}  # NIfTI study slices: mL per voxel (header read once)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -139,6 +141,16 @@ class SliceStore:
     def state(self, path: Path, t: Thresholds) -> str:
         """See :func:`slice_state`."""
         return slice_state(self.compact.get(path), self.derived(path, t))
+
+    def voxel_ml(self, path: Path) -> float | None:
+        """mL per voxel of a NIfTI study's slice, None for an ordinary slice."""
+        if SLICE_TAG not in path.name:
+            return None
+        if path not in self._voxel_ml:
+            from unetpp_gui.core.volume import voxel_ml_of
+
+            self._voxel_ml[path] = voxel_ml_of(path)
+        return self._voxel_ml[path]
 
     def patient(self, path: Path) -> str:
         name = self._patients.get(path)

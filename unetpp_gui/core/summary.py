@@ -12,7 +12,7 @@ from unetpp_gui.core.inference import SliceResult
 from unetpp_gui.core.postprocess import Derived
 
 SUMMARY_COLUMNS = ("patient", "slices", "tumour_slices", "errors", "largest_tumour_slice",
-                   "largest_tumour_pixels", "total_tumour_pixels", "mean_dice", "slices_with_ground_truth")
+                   "largest_tumour_pixels", "total_tumour_pixels", "tumour_ml", "mean_dice", "slices_with_ground_truth")
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Summary:
     largest_tumour_slice: str = ""
     largest_tumour_pixels: int = 0
     total_tumour_pixels: int = 0
+    tumour_ml: float | None = None  # NIfTI studies: tumour pixels x voxel volume (None: no voxel size known)
     dice: list[float] = field(default_factory=list)
 
     @property
@@ -35,16 +36,19 @@ class Summary:
             "patient": self.patient, "slices": self.slices, "tumour_slices": self.tumour_slices,
             "errors": self.errors, "largest_tumour_slice": self.largest_tumour_slice,
             "largest_tumour_pixels": self.largest_tumour_pixels, "total_tumour_pixels": self.total_tumour_pixels,
+            "tumour_ml": "" if self.tumour_ml is None else f"{self.tumour_ml:.2f}",
             "mean_dice": "" if self.mean_dice is None else f"{self.mean_dice:.4f}",
             "slices_with_ground_truth": len(self.dice),
         }
 
 
 def summarize(results: Iterable[SliceResult], patient_of: Callable[[Path], str], pixel_threshold: float,
-              decision_threshold: float, derive: Callable[[SliceResult], Derived] | None = None) -> list[Summary]:
+              decision_threshold: float, derive: Callable[[SliceResult], Derived] | None = None,
+              voxel_ml: Callable[[Path], float | None] | None = None) -> list[Summary]:
     """One summary per patient (sorted), then the whole batch under the name 'ALL'.
 
-    ``derive`` may supply already derived numbers (a cache) for these thresholds.
+    ``derive`` may supply already derived numbers (a cache) for these thresholds; ``voxel_ml`` gives the
+    voxel volume of a study's slice (NIfTI), for the tumour volume in mL.
     """
     groups: dict[str, Summary] = {}
     total = Summary("ALL")
@@ -61,6 +65,9 @@ def summarize(results: Iterable[SliceResult], patient_of: Callable[[Path], str],
             if d.tumour:
                 s.tumour_slices += 1
                 s.total_tumour_pixels += d.mask_pixels
+                ml = voxel_ml(res.path) if voxel_ml is not None else None
+                if ml is not None:
+                    s.tumour_ml = (s.tumour_ml or 0.0) + d.mask_pixels * ml
                 if d.mask_pixels > s.largest_tumour_pixels:
                     s.largest_tumour_pixels, s.largest_tumour_slice = d.mask_pixels, res.path.name
             if d.dice is not None:

@@ -20,6 +20,8 @@ Conventions (documented in README, "Using your own scans"):
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -314,3 +316,133 @@ def volume_row(v: VolumeResult, out: Path | None = None) -> dict[str, object]:
         "dice": "" if v.dice is None else f"{v.dice:.4f}", "mask": rel(v.mask_file), "probability": rel(v.prob_file),
         "warning": "; ".join(v.warnings), "error": v.error or "",
     }
+
+
+# ----- a study's slices as paths, for the GUI's slice list: "<first file>#z012" ---------------------------------
+from unetpp_gui.core.image_io import SLICE_TAG  # noqa: E402
+_CACHE_SIZE = 2
+_cache: "OrderedDict[tuple[str, float], Study | np.ndarray]" = None  # type: ignore[assignment]
+_cache_lock = threading.Lock()
+
+
+def slice_ref(file: str | Path, k: int) -> Path:
+    return Path(f"{file}{SLICE_TAG}{k:03d}")
+
+
+def parse_ref(path: str | Path) -> tuple[Path, int] | None:
+    """``(file, slice index)`` for a study slice's path, None for an ordinary file."""
+    text = str(path)
+    i = text.rfind(SLICE_TAG)
+    if i < 0 or not is_nifti(text[:i]) or not text[i + len(SLICE_TAG):].isdigit():
+        return None
+    return Path(text[:i]), int(text[i + len(SLICE_TAG):])
+
+
+def axial_slices(file: str | Path) -> int:
+    """How many axial slices a study file has (header only: no voxel data is read)."""
+    from nibabel.orientations import io_orientation
+
+    img = _load(Path(file))
+    axis = int(np.flatnonzero(io_orientation(img.affine)[:, 0] == 2)[0])
+    return int(img.shape[axis])
+
+
+def _cached(key_file: Path, make):  # -> Study | np.ndarray
+    global _cache
+    from collections import OrderedDict
+
+    try:
+        key = (str(key_file.resolve()), key_file.stat().st_mtime)
+    except OSError as exc:
+        raise VolumeError(f"{key_file}: {exc.strerror or exc}") from None
+    with _cache_lock:
+        if _cache is None:
+            _cache = OrderedDict()
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    value = make()
+    with _cache_lock:
+        _cache[key] = value
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return value
+
+
+def study_of(file: str | Path) -> Study:
+    """The study whose first file is ``file`` (read once, kept for the next slices)."""
+    file = Path(file)
+
+    def make() -> Study:
+        studies, problems = group_studies([file.parent])
+        for s in studies:
+            if file in s.files:
+                return read_study(s)
+        why = next((w for p, w in problems if study_name(p) == study_name(file)), "not a complete study")
+        raise VolumeError(f"{file}: {why}")
+
+    return _cached(file, make)  # type: ignore[return-value]
+
+
+def _truth_of(file: Path) -> np.ndarray:
+    def make() -> np.ndarray:
+        img = _load(file)
+        data = _canonical_data(img, file)
+        return (data[..., 0] if data.ndim == 4 else data) > 0.5
+
+    return _cached(file, make)  # type: ignore[return-value]
+
+
+def slice_image(path: str | Path) -> np.ndarray:
+    """A study slice's (H, W, 3) uint8 image; a ground-truth file's slice comes back as 0/255 gray."""
+    ref = parse_ref(path)
+    if ref is None:
+        raise VolumeError(f"{path}: not a study slice")
+    file, k = ref
+    if study_name(file).lower().endswith("_mask"):
+        truth = _truth_of(file)
+        if not 0 <= k < truth.shape[2]:
+            raise VolumeError(f"{path}: the study has {truth.shape[2]} slices")
+        return np.repeat(to_display(truth[:, :, k]).astype(np.uint8)[:, :, None] * 255, 3, axis=2)
+    study = study_of(file)
+    if not 0 <= k < study.n_slices:
+        raise VolumeError(f"{path}: the study has {study.n_slices} slices")
+    return np.ascontiguousarray(to_display(study.channels[:, :, k]))
+
+
+def truth_ref(path: str | Path) -> Path | None:
+    """The ground-truth slice that belongs to a study slice (its study's ``_mask`` file), if any."""
+    ref = parse_ref(path)
+    if ref is None:
+        return None
+    file, k = ref
+    studies, _ = group_studies([file.parent])
+    for s in studies:
+        if file in s.files and s.mask is not None:
+            return slice_ref(s.mask, k)
+    return None
+
+
+def voxel_ml_of(path: str | Path) -> float | None:
+    """mL per voxel of the study a slice path belongs to (None for an ordinary slice)."""
+    ref = parse_ref(path)
+    if ref is None:
+        return None
+    try:
+        import nibabel as nib
+
+        return float(np.prod(nib.load(str(ref[0])).header.get_zooms()[:3])) / 1000.0
+    except Exception:
+        return None
+
+
+def study_refs(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every slice of every study found in ``paths`` (files or folders, one level), as slice paths."""
+    studies, problems = group_studies(paths)
+    refs: list[Path] = []
+    for s in studies:
+        try:
+            refs += [slice_ref(s.files[0], k) for k in range(axial_slices(s.files[0]))]
+        except VolumeError as exc:
+            problems.append((s.files[0], str(exc)))
+    return refs, problems

@@ -289,7 +289,7 @@ class BatchView(QWidget):
         t = self.model.thresholds
         results = [self.store.compact[p] for p in self.store.paths if p in self.store.compact]
         return summarize(results, self.store.patient, t.pixel, t.decision,
-                         derive=lambda res: self.model.derived(res.path))
+                         derive=lambda res: self.model.derived(res.path), voxel_ml=self.store.voxel_ml)
 
     def refresh_summary(self, force: bool = False) -> None:
         if not (self._summary_dirty or force):

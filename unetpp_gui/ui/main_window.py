@@ -28,6 +28,7 @@ from unetpp_gui.ui import menus
 from unetpp_gui.ui.batch_view import BatchView
 from unetpp_gui.ui.controls import Controls, ResultsPanel
 from unetpp_gui.ui.panels import ImagePanels
+from unetpp_gui.core.model_io import MODEL_SUFFIXES
 from unetpp_gui.ui.empty_state import EmptyState, remember_folder
 from unetpp_gui.ui.slice_list import SliceList, legend_html
 from unetpp_gui import workers
@@ -455,6 +456,25 @@ class MainWindow(QMainWindow):
         worker.start()
         return worker
 
+    def export_study(self, folder: str | Path) -> Any:
+        """Write the mask of the NIfTI study on screen as ``<study>_pred.nii.gz`` in ``folder`` (its geometry is
+        the input's), predicting the whole volume again on a worker. Returns the worker, or None."""
+        from unetpp_gui.core.volume import parse_ref
+
+        ref = parse_ref(self.current) if self.current is not None else None
+        if self.model is None or ref is None:
+            self._say("Export as NIfTI needs a slice of a NIfTI study on screen.", error=True)
+            return None
+        t = self.thresholds()
+        worker = workers.export_study_worker(self.model, ref[0], Path(folder), t.pixel, t.decision,
+                                             self.active_patient_filter())
+        worker.returned.connect(lambda r: self._say(
+            f"Saved {r.mask_file.name}: {r.tumour_ml:.2f} mL tumour in {r.slices_with_tumour} slice(s)."))
+        worker.errored.connect(lambda e: self._say(f"NIfTI export failed: {e}", error=True))
+        self._track(worker)
+        worker.start()
+        return worker
+
     def copy_results(self) -> None:
         name = self.current.name if self.current else ""
         QApplication.clipboard().setText(f"Slice: {name}\n{self.results.text()}")
@@ -495,7 +515,7 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         urls: list[QUrl] = event.mimeData().urls()
         paths = [u.toLocalFile() for u in urls if u.isLocalFile()]
-        models = [p for p in paths if Path(p).suffix.lower() in (".h5", ".hdf5", ".keras")]
+        models = [p for p in paths if Path(p).suffix.lower() in MODEL_SUFFIXES]
         slices = [p for p in paths if p not in models]
         if models:
             self.load_model(models[0])

@@ -27,6 +27,7 @@ def build_menus(win: Any) -> None:
     action(file, "Open &model…", lambda: open_model_dialog(win), "Ctrl+M")
     file.addSeparator()
     action(file, "&Export mask and overlay…", lambda: export_dialog(win), "Ctrl+E")
+    action(file, "Export study mask as &NIfTI…", lambda: export_study_dialog(win), "Ctrl+Shift+E")
     action(file, "&Copy results", win.copy_results, "Ctrl+Shift+C")
     file.addSeparator()
     action(file, "&Quit", win.close, QKeySequence.Quit)
@@ -89,7 +90,7 @@ def sync_inference_menu(win: Any) -> None:
 
 def open_files_dialog(win: Any) -> None:
     files, _ = QFileDialog.getOpenFileNames(win, "Open slices", win._last_dir(),
-                                            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp)")
+                                            "Slices and studies (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.nii *.nii.gz)")
     if files:
         win.settings.setValue("last_folder", str(Path(files[0]).parent))
         win.open_paths(files)
@@ -113,6 +114,12 @@ def export_dialog(win: Any) -> None:
     folder = QFileDialog.getExistingDirectory(win, "Export mask and overlay to", win._last_dir())
     if folder:
         win.export_current(folder)
+
+
+def export_study_dialog(win: Any) -> None:
+    folder = QFileDialog.getExistingDirectory(win, "Export the study's mask (NIfTI) to", win._last_dir())
+    if folder:
+        win.export_study(folder)
 
 
 def show_about(win: Any) -> None:
