@@ -319,3 +319,32 @@ def test_missed_tumour_and_false_alarm_are_named(qtbot, tmp_path: Path) -> None:
     assert shown == ["b_missed.png", "c_alarm.png"]
     assert table.data(table.index(0, 3)) == "no tumour (missed)"
     win.close()
+
+
+def test_layouts_zoom_and_remembered_choice(qtbot, window: MainWindow, phantom_folder: Path) -> None:
+    window.resize(1366, 768)
+    _open_and_wait(qtbot, window, [phantom_folder])
+    window.slice_list.setCurrentRow(0)
+    panels = window.panels
+    assert sum(v.isVisible() for v in panels.views) == 3 and window.layout_actions["side"].isChecked()
+    window.layout_actions["single:2"].trigger()
+    assert [v.isVisible() for v in panels.views] == [False, False, True]
+    qtbot.wait(50)
+    single_width = panels.views[2].size().width()
+    window.next_single_panel()
+    assert [v.isVisible() for v in panels.views] == [True, False, False] and panels.single == 0
+    window.set_panel_layout("side")
+    qtbot.wait(50)
+    assert single_width > 2.5 * panels.views[0].size().width()  # one panel gets the whole width
+    window.set_panel_layout("grid")
+    assert all(v.isVisible() for v in panels.views)
+    assert window.settings.value("panel_layout") == "grid"
+    window.set_panel_layout("single:0")
+    qtbot.wait(50)
+    panels.fit()
+    fitted = panels.scale()
+    panels.zoom(1.25)
+    assert panels.scale() == pytest.approx(fitted * 1.25, rel=0.02)
+    panels.actual_size()
+    assert panels.scale() == pytest.approx(1.0, rel=0.02)
+    assert panels.levels.orientation == "horizontal"  # window/level is a strip, not a panel-wide column

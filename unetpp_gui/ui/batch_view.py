@@ -23,6 +23,10 @@ from unetpp_gui.core.summary import SUMMARY_COLUMNS, summarize
 from unetpp_gui.ui.slice_list import STATE_COLORS
 
 COLUMNS = ("File", "Patient / folder", "Area ratio", "Decision", "Max prob.", "Dice", "Error")
+#: Short headers for the summary table (its CSV keeps the full column names).
+SUMMARY_LABELS = {"tumour_slices": "tumour", "largest_tumour_slice": "largest slice",
+                  "largest_tumour_pixels": "largest px", "total_tumour_pixels": "total px", "tumour_ml": "mL",
+                  "mean_dice": "mean Dice", "slices_with_ground_truth": "with truth"}
 FILTERS = ("All slices", "Tumour only", "No tumour only", "Disagreements with ground truth", "Missed tumours",
            "False alarms", "Errors only", "Pending")
 
@@ -225,7 +229,9 @@ class BatchView(QWidget):
         self.table.setColumnWidth(0, 230)
         self.table.setColumnWidth(1, 200)
         self.summary = QTableWidget(0, len(SUMMARY_COLUMNS))
-        self.summary.setHorizontalHeaderLabels([c.replace("_", " ") for c in SUMMARY_COLUMNS])
+        self.summary.setHorizontalHeaderLabels([SUMMARY_LABELS.get(c, c.replace("_", " ")) for c in SUMMARY_COLUMNS])
+        self.summary.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.summary.horizontalHeader().setStretchLastSection(True)
         self.summary.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.summary.verticalHeader().setDefaultSectionSize(20)
         self.summary.verticalHeader().setVisible(False)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox,
     QProgressBar, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget,
@@ -32,6 +32,15 @@ from unetpp_gui.core.model_io import MODEL_SUFFIXES
 from unetpp_gui.ui.empty_state import EmptyState, remember_folder
 from unetpp_gui.ui.slice_list import SliceList, legend_html
 from unetpp_gui import workers
+
+def default_size() -> tuple[int, int]:
+    """A first window that fits the screen (92 % of its free area), so the panels get most of it."""
+    screen = QGuiApplication.primaryScreen()
+    if screen is None:
+        return 1500, 960
+    area = screen.availableGeometry()
+    return max(900, int(area.width() * 0.92)), max(600, int(area.height() * 0.92))
+
 
 class MainWindow(QMainWindow):
     model_changed = Signal(object)  # LoadedModel
@@ -57,7 +66,7 @@ class MainWindow(QMainWindow):
         self._closed = False  # worker signals can arrive after the window is gone
 
         self.slice_list = SliceList(self.store, self._kind)
-        self.slice_list.setMinimumWidth(220)
+        self.slice_list.setMinimumWidth(190)
         self.panels = ImagePanels()
         self.results = ResultsPanel()
         self.controls = Controls()
@@ -66,7 +75,7 @@ class MainWindow(QMainWindow):
         right_layout.addWidget(self.results)
         right_layout.addWidget(self.controls)
         right_layout.addStretch(1)
-        right.setMaximumWidth(380)
+        right.setMaximumWidth(340)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
@@ -556,16 +565,30 @@ class MainWindow(QMainWindow):
             self.panels.warm_up()
             QTimer.singleShot(250, lambda: self.current is None and self.panels.clear())
 
+    def set_panel_layout(self, key: str) -> None:
+        """``side``, ``grid`` or ``single:N`` (N: 0 image, 1 mask, 2 overlay); remembered."""
+        name, _, which = key.partition(":")
+        self.panels.set_layout(name, int(which) if which else None)
+        for k, act in getattr(self, "layout_actions", {}).items():
+            act.setChecked(k == key)
+        self.settings.setValue("panel_layout", key)
+        QTimer.singleShot(0, self.panels.fit)
+
+    def next_single_panel(self) -> None:
+        """In the one-panel layout, show the next of image, mask, overlay."""
+        self.set_panel_layout(f"single:{(self.panels.single + 1) % 3}")
+
     def default_layout(self) -> None:
-        """Give the batch dock a third of the window's height."""
-        self.resizeDocks([self.batch_dock], [max(280, self.height() // 3)], Qt.Vertical)
+        """Give the batch dock a quarter of the window's height: the panels get the rest."""
+        self.resizeDocks([self.batch_dock], [max(200, self.height() // 4)], Qt.Vertical)
 
     def _restore_settings(self) -> None:
         geometry = self.settings.value("geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
         else:
-            self.resize(1500, 960)
+            self.resize(*default_size())
+        self.set_panel_layout(str(self.settings.value("panel_layout", "side")))
         state = self.settings.value("window_state")
         if isinstance(state, QByteArray):
             self.restoreState(state)

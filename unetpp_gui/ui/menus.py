@@ -37,6 +37,22 @@ def build_menus(win: Any) -> None:
     action(view, "Next slice (arrow)", lambda: win.step(1), "Alt+Down")
     action(view, "Previous slice (arrow)", lambda: win.step(-1), "Alt+Up")
     view.addSeparator()
+    layouts = view.addMenu("&Layout")
+    win.layout_actions = {}
+    for key, text, shortcut in (("side", "Three panels side by side", "Ctrl+Alt+1"),
+                                ("single:0", "One large panel: image", "Ctrl+Alt+2"),
+                                ("single:1", "One large panel: mask", "Ctrl+Alt+3"),
+                                ("single:2", "One large panel: overlay", "Ctrl+Alt+4"),
+                                ("grid", "2 × 2 grid", "Ctrl+Alt+5")):
+        act = action(layouts, text, lambda _=False, k=key: win.set_panel_layout(k), shortcut)
+        act.setCheckable(True)
+        win.layout_actions[key] = act
+    action(view, "Next panel (one large panel)", win.next_single_panel, "Ctrl+Alt+Right")
+    action(view, "&Fit slice", win.panels.fit, "Ctrl+0")
+    action(view, "&Actual size (1:1)", win.panels.actual_size, "Ctrl+1")
+    action(view, "Zoom &in", lambda: win.panels.zoom(1.25), QKeySequence.ZoomIn)
+    action(view, "Zoom &out", lambda: win.panels.zoom(0.8), QKeySequence.ZoomOut)
+    view.addSeparator()
     action(view, "&Architecture…", win.show_architecture, "Ctrl+Shift+A")
     view.addAction(win.batch_dock.toggleViewAction())
     win.menu_view = view

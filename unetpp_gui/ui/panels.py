@@ -12,6 +12,7 @@ from unetpp_gui.core.overlay import GT_COLOR, contour
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 TITLES = ("Image", "Mask", "Overlay")
+LAYOUTS = ("side", "single", "grid")
 
 
 class ImagePanels(QWidget):
@@ -25,10 +26,9 @@ class ImagePanels(QWidget):
         self.glw.setBackground("#202124")
         self.titles = []
         self.views: list[pg.ViewBox] = []
-        for col, title in enumerate(TITLES):
-            label = self.glw.addLabel(title, row=0, col=col, color="#e8eaed", size="11pt")
-            self.titles.append(label)
-            view = self.glw.addViewBox(row=1, col=col, lockAspect=True, invertY=True, enableMenu=False)
+        for title in TITLES:
+            self.titles.append(pg.LabelItem(title, color="#e8eaed", size="11pt"))
+            view = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
             view.setDefaultPadding(0.0)
             self.views.append(view)
         for view in self.views[1:]:
@@ -42,11 +42,12 @@ class ImagePanels(QWidget):
         self.views[0].addItem(self.gt_item)
         self.views[1].addItem(self.mask_item)
         self.views[2].addItem(self.overlay_item)
-        # Window/level for the image panel: drag the histogram's region or its ends.
-        self.levels = pg.HistogramLUTItem(image=self.image_item, orientation="vertical")
-        self.glw.addItem(self.levels, row=1, col=3)
-        self.glw.ci.layout.setColumnMaximumWidth(3, 110)
+        # Window/level for the image panel: a slim strip under the panels (drag the region or its ends).
+        self.levels = pg.HistogramLUTItem(image=self.image_item, orientation="horizontal")
+        self.levels.setMaximumHeight(72)
         self.heat_lut = pg.colormap.get("inferno").getLookupTable(nPts=256)
+        self.layout_name, self.single = "side", 2
+        self.set_layout("side")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.glw)
@@ -56,6 +57,78 @@ class ImagePanels(QWidget):
         self.mask: np.ndarray | None = None
         self.overlay: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None
+
+    def showEvent(self, event: object) -> None:
+        """Shown again (the window's start page swapped for the panels): the graphics view missed the
+        resizes made while it was hidden, so lay its grid out for its size now."""
+        super().showEvent(event)
+        self.glw.resizeEvent(None)
+
+    # ----- layout and zoom --------------------------------------------------------------------------
+    def set_layout(self, name: str, single: int | None = None) -> None:
+        """``side``: three panels in a row; ``single``: one large panel (``single`` = 0 image, 1 mask,
+        2 overlay); ``grid``: 2x2 (image, mask / overlay, levels)."""
+        if name not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}")
+        if single is not None:
+            self.single = single
+        ci = self.glw.ci
+        for item in [*self.titles, *self.views, self.levels]:
+            if item in ci.items:
+                ci.removeItem(item)
+        for item in [*self.titles, *self.views]:
+            item.hide()
+        if name == "side":
+            places = {0: (0, 0), 1: (0, 1), 2: (0, 2)}
+            levels = (2, 0, 1, 3)
+        elif name == "grid":
+            places = {0: (0, 0), 1: (0, 1), 2: (2, 0)}
+            levels = (4, 0, 1, 2)
+        else:
+            places = {self.single: (0, 0)}
+            levels = (2, 0, 1, 1)
+        for i, (row, col) in places.items():
+            ci.addItem(self.titles[i], row=row, col=col)
+            ci.addItem(self.views[i], row=row + 1, col=col)
+            self.titles[i].show()
+            self.views[i].show()
+        row, col, rowspan, colspan = levels
+        ci.addItem(self.levels, row=row, col=col, rowspan=rowspan, colspan=colspan)
+        grid = ci.layout
+        for r in range(grid.rowCount()):  # the panels' rows take the height; titles and levels stay slim
+            grid.setRowStretchFactor(r, 0)
+        for r in {place[0] + 1 for place in places.values()}:
+            grid.setRowStretchFactor(r, 1)
+        for c in range(grid.columnCount()):
+            grid.setColumnStretchFactor(c, 1 if c < (1 if name == "single" else 2 if name == "grid" else 3) else 0)
+        self.layout_name = name
+        self.glw.resizeEvent(None)  # taking items out shrank the grid to its minimum: give it the view's size
+
+    def fit(self) -> None:
+        """Show the whole slice."""
+        self._visible_view().autoRange(padding=0.0)
+
+    def zoom(self, factor: float) -> None:
+        """Zoom all panels about their centre (factor > 1 enlarges)."""
+        view = self._visible_view()
+        view.scaleBy((1.0 / factor, 1.0 / factor))
+
+    def actual_size(self) -> None:
+        """One slice pixel per screen pixel, centred where the view is centred now."""
+        view = self._visible_view()
+        rect = view.viewRect()
+        size = view.size()
+        cx, cy = rect.center().x(), rect.center().y()
+        w, h = max(size.width(), 1.0), max(size.height(), 1.0)
+        view.setRange(xRange=(cx - w / 2, cx + w / 2), yRange=(cy - h / 2, cy + h / 2), padding=0.0)
+
+    def scale(self) -> float:
+        """Screen pixels per slice pixel in the visible panels."""
+        view = self._visible_view()
+        return float(view.size().width()) / max(view.viewRect().width(), 1e-9)
+
+    def _visible_view(self) -> pg.ViewBox:
+        return next((v for v in self.views if v.isVisible()), self.views[0])
 
     def show_slice(self, image: np.ndarray, gt: np.ndarray | None, show_gt: bool) -> None:
         """A new slice: set the image (keeping window/level) and fit the view if the size changed."""
@@ -67,7 +140,7 @@ class ImagePanels(QWidget):
         self.set_ground_truth(gt, show_gt)
         if self._shape != image.shape[:2]:
             self._shape = image.shape[:2]
-            self.views[0].autoRange(padding=0.0)
+            self.fit()
 
     def set_ground_truth(self, gt: np.ndarray | None, show: bool) -> None:
         if gt is None or not show:
@@ -105,7 +178,7 @@ class ImagePanels(QWidget):
         self.image_item.setImage(blank, autoLevels=False, levels=(0, 255))
         self.mask_item.setImage(blank[..., 0], lut=None, autoLevels=False, levels=(0, 255))
         self.overlay_item.setImage(blank, autoLevels=False, levels=(0, 255))
-        self.views[0].autoRange(padding=0.0)
+        self.fit()
 
     def clear(self) -> None:
         for item in (self.image_item, self.gt_item, self.mask_item, self.overlay_item):
