@@ -348,3 +348,24 @@ def test_layouts_zoom_and_remembered_choice(qtbot, window: MainWindow, phantom_f
     panels.actual_size()
     assert panels.scale() == pytest.approx(1.0, rel=0.02)
     assert panels.levels.orientation == "horizontal"  # window/level is a strip, not a panel-wide column
+
+
+def test_after_the_batch_the_largest_tumour_is_shown(qtbot, tmp_path: Path) -> None:
+    from conftest import bright_model, save_png
+
+    model = bright_model(tmp_path / "bright.h5", {})
+    sizes = [0, 4, 12, 8]  # lesion side per slice: slice 2 has the largest
+    for i, n in enumerate(sizes):
+        img = np.full((64, 64, 3), 60, np.uint8)
+        img[10:10 + n, 10:10 + n] = 230
+        save_png(tmp_path / "P" / f"s_{i}.png", img)
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(model)
+    _open_and_wait(qtbot, win, [tmp_path / "P"])
+    assert win.current.name == "s_2.png" and "largest predicted tumour" in win.status.text()
+    win.slice_list.setCurrentRow(0)
+    win.open_paths([tmp_path / "P"])  # nothing new, and the user has moved: stays
+    qtbot.wait(300)
+    assert win.current.name == "s_0.png"

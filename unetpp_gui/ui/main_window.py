@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
         self._loading_model: Any = None
         self._jobs_alive: list[Any] = []  # keep workers referenced until they finish
         self._closed = False  # worker signals can arrive after the window is gone
+        self._jump_when_done = False
 
         self.slice_list = SliceList(self.store, self._kind)
         self.slice_list.setMinimumWidth(190)
@@ -208,6 +209,21 @@ class MainWindow(QMainWindow):
         self.load_model(self.model.path, getattr(self, "_trust", False), level, use_tta,
                         precision or self.model.precision)
 
+    def go_to_largest_tumour(self) -> Path | None:
+        """Show the slice of the current patient with the largest predicted tumour area (if any)."""
+        if self.current is None:
+            return None
+        patient, t = self.store.patient(self.current), self.thresholds()
+        best, area = None, 0
+        for p in self.store.paths:
+            d = self.store.derived(p, t) if self.store.patient(p) == patient else None
+            if d is not None and d.tumour and d.mask_pixels > area:
+                best, area = p, d.mask_pixels
+        if best is not None:
+            self.slice_list.setCurrentRow(self.store.index(best))
+            self._say(f"Showing {best.name}: the largest predicted tumour of {patient}.")
+        return best
+
     def effective_batch_size(self) -> int:
         """The batch size given to the window, else the one measured fastest for this model and machine."""
         return self.batch_size or getattr(self.model, "batch_size_choice", None) or 4
@@ -262,6 +278,7 @@ class MainWindow(QMainWindow):
             self._say(f"Added {len(added)} slice(s); {len(self.store)} in the list.")
             if self.current is None:
                 self.slice_list.setCurrentRow(self.store.index(added[0]))
+                self._jump_when_done = True  # to the largest tumour, unless the user moves first
         self.schedule_predictions()
 
     # ----- prediction jobs -------------------------------------------------------------------------
@@ -347,6 +364,9 @@ class MainWindow(QMainWindow):
         errors = sum(1 for r in self.store.compact.values() if not r.ok)
         self.status.setText(f"{done} slice(s) predicted, {errors} error(s).")
         self.batch.refresh(force=True)
+        if self._jump_when_done:
+            self._jump_when_done = False
+            self.go_to_largest_tumour()
         self.predictions_finished.emit()
 
     # ----- display ---------------------------------------------------------------------------------
@@ -356,6 +376,8 @@ class MainWindow(QMainWindow):
     def _on_row(self, row: int) -> None:
         if row < 0:
             return
+        if self.current is not None:
+            self._jump_when_done = False  # the user chose a slice: leave it there
         self.current = self.store.paths[row]
         self.batch.select(self.current)
         self.render_current()

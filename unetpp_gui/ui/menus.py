@@ -36,6 +36,7 @@ def build_menus(win: Any) -> None:
     action(view, "&Previous slice", lambda: win.step(-1), QKeySequence.MoveToPreviousPage)
     action(view, "Next slice (arrow)", lambda: win.step(1), "Alt+Down")
     action(view, "Previous slice (arrow)", lambda: win.step(-1), "Alt+Up")
+    action(view, "&Largest tumour of this patient", win.go_to_largest_tumour, "Ctrl+L")
     view.addSeparator()
     layouts = view.addMenu("&Layout")
     win.layout_actions = {}
