@@ -147,7 +147,9 @@ def test_responsiveness_heartbeat_during_50_slices(qtbot, window: MainWindow, tm
     worst = max(stalls) * 1000
     with capsys.disabled():
         print(f"\n[responsiveness] 50 slices: {len(stalls)} heartbeats, longest event-loop stall {worst:.0f} ms")
-    assert worst < 2000  # sanity bound only; the measured figure is reported (target in benchmarks)
+    # The model runs on workers: the GUI thread never freezes for long (the 50 ms target is measured in
+    # benchmarks/bench_gui.py; this bound fails a real freeze, not a busy shared CI machine).
+    assert worst < 500
 
 
 def test_settings_are_remembered(qtbot, tmp_path: Path, tiny_model_path: Path) -> None:

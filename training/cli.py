@@ -52,22 +52,24 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cancel-file", help="stop cleanly between batches once this file exists")
 
 
+def config_from_args(args: argparse.Namespace) -> dict:
+    """TrainConfig's fields from the parsed options: same names, except the two spelled negatively."""
+    from dataclasses import fields
+
+    from training.train import TrainConfig
+
+    values = vars(args)
+    cfg = {f.name: values[f.name] for f in fields(TrainConfig) if f.name in values}
+    cfg["augment"] = not args.no_augment
+    cfg["val_patients"] = args.val_patients or None
+    cfg["test_patients"] = args.test_patients or None
+    return cfg
+
+
 def run_train(args: argparse.Namespace) -> int:
     from training.train import TrainConfig, configure_threads, print_result, train
 
-    cfg = TrainConfig(
-        data=args.data, out=args.out, architecture=args.architecture, base_filters=args.base_filters,
-        depth=args.depth, deep_supervision=args.deep_supervision, image_size=args.image_size,
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, loss=args.loss,
-        lr_schedule=args.lr_schedule, patience=args.patience, mixed_precision=args.mixed_precision,
-        seed=args.seed, val_fraction=args.val_fraction, val_patients=args.val_patients or None,
-        test_patients=args.test_patients or None,
-        patient_prefix_fields=args.patient_prefix_fields, augment=not args.no_augment,
-        oversample=args.oversample, empty_fraction=args.empty_fraction, normalize=args.normalize,
-        resume=args.resume, init_from=args.init_from, strategy=args.strategy,
-        max_patients=args.max_patients, max_slices=args.max_slices, steps_per_epoch=args.steps_per_epoch,
-        progress_every=args.progress_every, cancel_file=args.cancel_file,
-    )
+    cfg = TrainConfig(**config_from_args(args))
     cancel = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

@@ -111,14 +111,11 @@ def build(architecture: dict[str, Any]) -> keras.Model:
 
 
 def prune(model: keras.Model, level: int) -> keras.Model:
-    """UNet++ cut at level L (1..depth-1): keeps only nodes X_i_j with i + j <= L.
+    """UNet++ cut at level L (see :func:`unetpp_gui.core.model_io.prune_model`; ValueError without a head)."""
+    from unetpp_gui.core.errors import ModelError
+    from unetpp_gui.core.model_io import prune_model
 
-    Needs a deep-supervision model (it has a head on X_0_L). The result is a normal model that
-    shares the weights and is saved and loaded like any other.
-    """
-    head = f"head_X_0_{level}"
     try:
-        out = model.get_layer(head).output
-    except ValueError:
-        raise ValueError(f"model has no {head}; pruning needs a deep-supervision UNet++") from None
-    return keras.Model(model.inputs, out, name=f"{model.name}_L{level}")
+        return prune_model(model, level)
+    except ModelError as exc:
+        raise ValueError(str(exc)) from None

@@ -257,10 +257,7 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         if prune_level not in levels or len(levels) < 2:
             raise ModelError(f"{path.name} cannot be pruned to level {prune_level}: pruning needs a "
                              f"deep-supervision UNet++ (heads found: {list(levels) or 'none'}).")
-        import keras
-
-        model = keras.Model(model.inputs, model.get_layer(f"head_X_0_{prune_level}").output,
-                            name=f"{model.name}_L{prune_level}")
+        model = prune_model(model, prune_level)
         output_index = -1
 
     if precision not in PRECISIONS:
@@ -313,6 +310,22 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
 
 
 PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+def prune_model(model: Any, level: int) -> Any:
+    """UNet++ cut at level L (1..depth-1): keeps only nodes X_i_j with i + j <= L.
+
+    Needs a deep-supervision model (it has a head on X_0_L). The result is a normal model that shares
+    the weights and is saved and loaded like any other.
+    """
+    import keras
+
+    head = f"head_X_0_{level}"
+    try:
+        out = model.get_layer(head).output
+    except ValueError:
+        raise ModelError(f"model has no {head}; pruning needs a deep-supervision UNet++") from None
+    return keras.Model(model.inputs, out, name=f"{model.name}_L{level}")
 
 
 def cpu_supports_bf16() -> bool:

@@ -86,8 +86,7 @@ def build_menus(win: Any) -> None:
 
 
 def sync_inference_menu(win: Any) -> None:
-    if not hasattr(win, "level_actions"):
-        return
+    """Check and enable the Model menu's entries for the model now loaded (build_menus made them)."""
     m = win.model
     for level, act in win.level_actions.items():
         act.setEnabled(m is not None and (level is None or level in m.prune_levels))
