@@ -76,3 +76,14 @@ def test_info_states_threshold_units(tiny_model_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "decision_threshold: 0.010000 (area ratio: 1.000 % of the slice" in res.stdout
     assert "pixel_threshold: 0.40 (probability)" in res.stdout
+
+
+def test_no_tensorflow_chatter_unless_verbose(tiny_model_path: Path) -> None:
+    import os
+
+    res = run("info", "--model", str(tiny_model_path))
+    assert res.returncode == 0 and "oneDNN" not in res.stderr and "absl" not in res.stderr, res.stderr
+    env = {**os.environ, "UNETPP_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "0"}
+    loud = subprocess.run([sys.executable, "-m", "unetpp_gui.cli", "info", "--model", str(tiny_model_path)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert loud.returncode == 0 and ("oneDNN" in loud.stderr or "absl" in loud.stderr)

@@ -154,6 +154,9 @@ def _emit(progress: Any, event: str, **fields: Any) -> None:
 def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading.Event | None = None,
           verbose: int = 0) -> TrainResult:
     """Run one training job. Files on disk only ever hold complete epochs."""
+    from unetpp_gui.core.quiet import import_tensorflow
+
+    import_tensorflow()
     import keras
     import tensorflow as tf
 

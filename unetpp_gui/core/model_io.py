@@ -243,6 +243,9 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
             "It was not loaded. Open it only if you trust its source (--trust-model)."
         )
 
+    from unetpp_gui.core.quiet import import_tensorflow
+
+    import_tensorflow()
     import keras
 
     try:

@@ -22,6 +22,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--select", type=int, default=0, help="row (from 0) of the slice to show (with --snapshot)")
     p.add_argument("--selftest", nargs="?", const="", metavar="PNG",
                    help="load the model, predict a synthetic slice (and PNG if given), print timings, exit")
+    p.add_argument("--verbose", action="store_true", help="keep TensorFlow's start-up log on the terminal")
     p.add_argument("--version", action="version", version=f"UNet++ Viewer {__version__}")
     return p.parse_args(argv)
 
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return training_main(argv[1:])
     args = parse_args(argv)
+    if args.verbose:
+        os.environ["UNETPP_VERBOSE"] = "1"
     if args.selftest is not None:
         from unetpp_gui.selftest import run_selftest
 
