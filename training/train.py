@@ -151,212 +151,284 @@ def _emit(progress: Any, event: str, **fields: Any) -> None:
         progress.emit(event, **fields)
 
 
+#: Settings a resumed run takes from its checkpoint, whatever the command line says.
+RESUMED_SETTINGS = ("loss", "learning_rate", "lr_schedule", "batch_size", "empty_fraction", "oversample", "augment",
+                    "mixed_precision", "seed", "patience", "val_fraction", "patient_prefix_fields")
+
+
+@dataclass
+class _Split:
+    """Who is in which split (never one patient in two)."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    patients: list[str]  # every patient that was available (test ones included)
+
+
+def _apply_source(cfg: TrainConfig) -> tuple[int, ModelMetadata | None, float]:
+    """Resume / fine-tune: the source file's architecture (and, resuming, its epoch, time and split) win.
+    Returns (initial epoch, the source's metadata, seconds already trained)."""
+    source = cfg.resume or cfg.init_from
+    if not source:
+        return 0, None, 0.0
+    prior = read_metadata(source)
+    if prior.architecture:
+        arch = prior.architecture
+        cfg.architecture = arch.get("name", cfg.architecture)
+        cfg.base_filters = arch.get("base_filters", cfg.base_filters)
+        cfg.depth = arch.get("depth", cfg.depth)
+        cfg.deep_supervision = arch.get("deep_supervision", cfg.deep_supervision)
+        cfg.image_size = int(arch.get("input_shape", [cfg.image_size])[0])
+    if not cfg.resume:
+        return 0, prior, 0.0
+    stored = prior.training.get("config") or {}
+    for name in RESUMED_SETTINGS:  # the run goes on as it was started; only --epochs (and paths) are new
+        if name in stored:
+            setattr(cfg, name, stored[name])
+    split = prior.training.get("split") or {}
+    if not cfg.val_patients and split:
+        cfg.val_patients = list(split["validation"])
+    if not cfg.test_patients and split.get("test"):
+        cfg.test_patients = list(split["test"])
+    return int(prior.training.get("epoch", 0)), prior, float(prior.training.get("elapsed_s", 0.0))
+
+
+def _split(cfg: TrainConfig, available: list[str]) -> _Split:
+    """Test patients out first, then validation (named or stratified by institution), the rest trains."""
+    from training.data import split_patients
+
+    patients = available[: cfg.max_patients] if cfg.max_patients else list(available)
+    test = sorted(set(cfg.test_patients or ()) & set(patients))
+    if cfg.val_patients and set(cfg.val_patients) & set(test):
+        raise ValueError("a patient cannot be in both the validation and the test split: "
+                         + ", ".join(sorted(set(cfg.val_patients) & set(test))))
+    rest = [p for p in patients if p not in set(test)]
+    if len(rest) < 2:
+        raise ValueError(f"need image/mask pairs from at least 2 patients in {cfg.data}; found {len(rest)}")
+    if cfg.val_patients:
+        val = sorted(set(cfg.val_patients) & set(rest))
+        train = [p for p in rest if p not in set(val)]
+    else:
+        train, val = split_patients(rest, cfg.val_fraction, cfg.seed)
+    if not val or not train:
+        raise ValueError("the split left no training or no validation patients")
+    return _Split(train, val, test, rest)
+
+
+def _pairs_of(pairs: list[Any], patients: list[str], max_slices: int | None) -> list[Any]:
+    by_patient: dict[str, list[Any]] = {}
+    for pair in pairs:
+        by_patient.setdefault(pair.patient, []).append(pair)
+    chosen = [pair for p in patients for pair in by_patient.get(p, [])]
+    return chosen[:max_slices] if max_slices else chosen
+
+
+def _set_precision(cfg: TrainConfig) -> None:
+    import keras
+    import tensorflow as tf
+
+    from unetpp_gui.core.model_io import cpu_supports_bf16
+
+    if not tf.config.list_physical_devices("GPU") and not cpu_supports_bf16():
+        print("warning: this CPU has no native bfloat16 (AVX512-BF16/AMX); mixed precision will be "
+              "emulated and slower than float32", file=sys.stderr, flush=True)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+
+
+def _compiled_model(cfg: TrainConfig, arch: dict[str, Any], n_outputs: int, total_steps: int) -> tuple[Any, Any, str | None]:
+    """The network (source weights when resuming or fine-tuning), compiled; (model, optimizer, monitored head)."""
+    import keras
+
+    from training.losses import LOSSES, GlobalDice
+    from training.models import build
+    from training.saving import read_optimizer_state, restore_optimizer
+
+    model = build(arch)
+    source = cfg.resume or cfg.init_from
+    if source:
+        from unetpp_gui.core.model_io import load_model
+
+        model.set_weights(load_model(source).keras_model.get_weights())
+    lr: Any = cfg.learning_rate
+    if cfg.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, total_steps), alpha=0.05)
+    optimizer = keras.optimizers.Adam(lr)
+    head = model.output_names[-1] if n_outputs > 1 else None
+    metrics = {head: [GlobalDice(name="dice")]} if head else [GlobalDice(name="dice")]
+    loss = LOSSES[cfg.loss]
+    model.compile(optimizer=optimizer, loss=[loss] * n_outputs if n_outputs > 1 else loss, metrics=metrics)
+    if cfg.resume:
+        state = read_optimizer_state(cfg.resume)
+        if state is None:
+            raise ValueError(f"{cfg.resume} holds no optimizer state; use --init-from to fine-tune it")
+        restore_optimizer(optimizer, model, state)
+    return model, optimizer, head
+
+
+def _datasets(cfg: TrainConfig, train_arr: Any, val_arr: Any, n_outputs: int, steps: int) -> tuple[Any, Any]:
+    import tensorflow as tf
+
+    from training.data import make_dataset
+
+    train_ds = make_dataset(train_arr, cfg.batch_size, n_outputs, True, cfg.augment, cfg.oversample, cfg.seed,
+                            cfg.empty_fraction)
+    if cfg.steps_per_epoch:
+        train_ds = train_ds.take(steps)
+    train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
+    val_ds = make_dataset(val_arr, cfg.batch_size, n_outputs, training=False)
+    val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(math.ceil(len(val_arr) / cfg.batch_size)))
+    return train_ds, val_ds
+
+
+@dataclass
+class _Saver:
+    """Writes a checkpoint with everything the run knows in its metadata (called by the Checkpoint callback)."""
+
+    cfg: TrainConfig
+    out: Path
+    arch: dict[str, Any]
+    split: _Split
+    data: dict[str, Any]
+    norm: ChannelNorm | None
+    prior: ModelMetadata | None
+    started: float
+    monitor: str
+    model: Any = None
+    optimizer: Any = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def __call__(self, path: Path, epoch: int, logs: dict) -> None:
+        from training.saving import optimizer_step, save_model
+
+        cfg, s = self.cfg, self.split
+        meta = ModelMetadata(
+            name=self.out.stem,
+            architecture=self.arch,
+            training={
+                "config": {k: v for k, v in asdict(cfg).items() if k not in ("cancel_file",)},
+                "epoch": epoch,
+                "optimizer_step": optimizer_step(self.optimizer),
+                "data": self.data,
+                "split": {"train": s.train, "validation": s.val, "test": s.test, "seed": cfg.seed},
+                "history": self.history,
+                "elapsed_s": round(time.monotonic() - self.started, 1),
+                "hardware": hardware_description(),
+            },
+            metrics={"val_dice_global": float(logs.get(self.monitor, float("nan"))), "epoch": epoch},
+            versions=library_versions(),
+            input_normalization=self.norm.to_dict() if self.norm is not None else {},
+        )
+        if self.prior is not None and self.prior.from_file and cfg.resume:
+            meta.pixel_threshold = self.prior.pixel_threshold
+            meta.decision_threshold = self.prior.decision_threshold
+        save_model(self.model, path, meta, self.optimizer)
+
+
+def _callbacks(cfg: TrainConfig, saver: _Saver, cancel: threading.Event, progress: Any) -> tuple[list[Any], Any, Any]:
+    """Progress, cancel, history, checkpoints (best and last), early stopping; returns (all, checkpoint, early)."""
+    import keras
+
+    from training import callbacks as cb
+
+    out, history = saver.out, saver.history
+
+    class _History(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if not cancel.is_set():
+                for k, v in (logs or {}).items():
+                    history.setdefault(k, []).append(round(float(v), 6))
+
+    best0, best_epoch0 = -math.inf, None
+    if saver.prior is not None and cfg.resume and out.exists():
+        best_meta = read_metadata(out)
+        best0 = float(best_meta.metrics.get("val_dice_global", -math.inf))
+        best_epoch0 = best_meta.metrics.get("epoch")
+    ckpt = cb.Checkpoint(saver.monitor, out, last_path_for(out), saver, cancel, best=best0, best_epoch=best_epoch0,
+                         on_save=lambda kind, p, e: _emit(progress, "checkpoint", kind=kind, path=str(p), epoch=e))
+    callbacks: list[Any] = [cb.CancelOnFlag(cancel, Path(cfg.cancel_file) if cfg.cancel_file else None), _History(), ckpt]
+    if progress:
+        callbacks.insert(0, progress)
+    early = None
+    if cfg.patience > 0:
+        early = keras.callbacks.EarlyStopping(saver.monitor, mode="max", patience=cfg.patience)
+        callbacks.append(early)
+    return callbacks, ckpt, early
+
+
 def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading.Event | None = None,
           verbose: int = 0) -> TrainResult:
-    """Run one training job. Files on disk only ever hold complete epochs."""
+    """Run one training job: source model, split, data, model, fit. Files on disk only ever hold complete epochs."""
     from unetpp_gui.core.quiet import import_tensorflow
 
     import_tensorflow()
     import keras
-    import tensorflow as tf
 
     from training import callbacks as cb
-    from training.data import (epoch_size, find_pairs, load_arrays, make_dataset, normalize_arrays, split_patients,
-                               write_split)
-    from training.losses import LOSSES, GlobalDice
-    from training.models import build
-    from training.saving import optimizer_step, read_optimizer_state, restore_optimizer, save_model
+    from training.data import epoch_size, find_pairs, load_arrays, normalize_arrays, write_split
+    from training.losses import LOSSES
 
     cancel = cancel or threading.Event()
-    started = time.monotonic()
     out = Path(cfg.out)
     check_output(out)
     keras.utils.set_random_seed(cfg.seed)
-
-    # Resume / fine-tune: the file's own architecture and split win.
-    initial_epoch, prior_meta = 0, None
-    source = cfg.resume or cfg.init_from
-    if source:
-        prior_meta = read_metadata(source)
-        if prior_meta.architecture:
-            arch = prior_meta.architecture
-            cfg.architecture = arch.get("name", cfg.architecture)
-            cfg.base_filters = arch.get("base_filters", cfg.base_filters)
-            cfg.depth = arch.get("depth", cfg.depth)
-            cfg.deep_supervision = arch.get("deep_supervision", cfg.deep_supervision)
-            cfg.image_size = int(arch.get("input_shape", [cfg.image_size])[0])
-        if cfg.resume:
-            initial_epoch = int(prior_meta.training.get("epoch", 0))
-            started -= float(prior_meta.training.get("elapsed_s", 0.0))  # training time counts across resumes
-            prior_split = prior_meta.training.get("split") or {}
-            if not cfg.val_patients and prior_split:
-                cfg.val_patients = list(prior_split["validation"])
-            if not cfg.test_patients and prior_split.get("test"):
-                cfg.test_patients = list(prior_split["test"])
+    initial_epoch, prior, trained_s = _apply_source(cfg)
+    started = time.monotonic() - trained_s  # training time counts across resumes
     if cfg.architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}")
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss must be one of {tuple(LOSSES)}")
 
-    # Data and patient split.
     scan = find_pairs(cfg.data, cfg.patient_prefix_fields)
-    patients = scan.patients
-    if cfg.max_patients:
-        patients = patients[: cfg.max_patients]
-    test_p = sorted(set(cfg.test_patients or ()) & set(patients))
-    if cfg.val_patients and set(cfg.val_patients) & set(test_p):
-        raise ValueError("a patient cannot be in both the validation and the test split: "
-                         + ", ".join(sorted(set(cfg.val_patients) & set(test_p))))
-    patients = [p for p in patients if p not in set(test_p)]
-    if len(patients) < 2:
-        raise ValueError(f"need image/mask pairs from at least 2 patients in {cfg.data}; found {len(patients)}")
-    if cfg.val_patients:
-        val_p = sorted(set(cfg.val_patients) & set(patients))
-        train_p = [p for p in patients if p not in set(val_p)]
-    else:
-        train_p, val_p = split_patients(patients, cfg.val_fraction, cfg.seed)
-    if not val_p or not train_p:
-        raise ValueError("the split left no training or no validation patients")
-    by_patient: dict[str, list[Any]] = {}
-    for pair in scan.pairs:
-        by_patient.setdefault(pair.patient, []).append(pair)
-
-    def pick(ps: list[str]) -> list[Any]:
-        chosen = [pair for p in ps for pair in by_patient.get(p, [])]
-        return chosen[: cfg.max_slices] if cfg.max_slices else chosen
-    train_pairs, val_pairs = pick(train_p), pick(val_p)
+    split = _split(cfg, scan.patients)
+    write_split(out.with_name(f"{out.stem}.split.json"), split.train, split.val, cfg.seed, cfg.val_fraction, split.test)
     hw = (cfg.image_size, cfg.image_size)
-    split_file = out.with_name(f"{out.stem}.split.json")
-    write_split(split_file, train_p, val_p, cfg.seed, cfg.val_fraction, test_p)
-    train_arr = load_arrays(train_pairs, hw)
-    val_arr = load_arrays(val_pairs, hw)
+    train_arr = load_arrays(_pairs_of(scan.pairs, split.train, cfg.max_slices), hw)
+    val_arr = load_arrays(_pairs_of(scan.pairs, split.val, cfg.max_slices), hw)
     if cancel.is_set():  # stopped while the slices were read: nothing was trained, nothing written
-        return TrainResult("cancelled", None, None, None, None, 0, {}, train_p, val_p)
-    norm = _normalization(cfg, prior_meta, train_arr.images)
+        return TrainResult("cancelled", None, None, None, None, 0, {}, split.train, split.val)
+    norm = _normalization(cfg, prior, train_arr.images)
     if norm is not None:
         normalize_arrays(train_arr, norm)
         normalize_arrays(val_arr, norm)
 
     if cfg.mixed_precision:
-        from unetpp_gui.core.model_io import cpu_supports_bf16
-
-        if not tf.config.list_physical_devices("GPU") and not cpu_supports_bf16():
-            print("warning: this CPU has no native bfloat16 (AVX512-BF16/AMX); mixed precision will be "
-                  "emulated and slower than float32", file=sys.stderr, flush=True)
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        _set_precision(cfg)
     try:
-        strategy = get_strategy(cfg.strategy)
         arch = _architecture(cfg)
         n_outputs = cfg.depth - 1 if (cfg.architecture == "unetpp" and cfg.deep_supervision) else 1
         steps = math.ceil(epoch_size(train_arr, cfg.oversample, cfg.empty_fraction) / cfg.batch_size)
-        if cfg.steps_per_epoch:
-            steps = min(steps, cfg.steps_per_epoch)
-        with strategy.scope():
-            model = build(arch)
-            if source:
-                from unetpp_gui.core.model_io import load_model
-
-                saved = load_model(source).keras_model
-                model.set_weights(saved.get_weights())
-            total_steps = max(1, steps * cfg.epochs)
-            lr: Any = cfg.learning_rate
-            if cfg.lr_schedule == "cosine":
-                lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total_steps, alpha=0.05)
-            optimizer = keras.optimizers.Adam(lr)
-            head = model.output_names[-1] if n_outputs > 1 else None
-            metrics = {head: [GlobalDice(name="dice")]} if head else [GlobalDice(name="dice")]
-            loss = LOSSES[cfg.loss]
-            model.compile(optimizer=optimizer, loss=[loss] * n_outputs if n_outputs > 1 else loss, metrics=metrics)
-            if cfg.resume:
-                state = read_optimizer_state(cfg.resume)
-                if state is None:
-                    raise ValueError(f"{cfg.resume} holds no optimizer state; use --init-from to fine-tune it")
-                restore_optimizer(optimizer, model, state)
-
-        train_ds = make_dataset(train_arr, cfg.batch_size, n_outputs, True, cfg.augment, cfg.oversample, cfg.seed,
-                                cfg.empty_fraction)
-        if cfg.steps_per_epoch:
-            train_ds = train_ds.take(steps)
-        train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
-        val_batches = math.ceil(len(val_arr) / cfg.batch_size)
-        val_ds = make_dataset(val_arr, cfg.batch_size, n_outputs, training=False)
-        val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(val_batches))
-
+        steps = min(steps, cfg.steps_per_epoch) if cfg.steps_per_epoch else steps
+        with get_strategy(cfg.strategy).scope():
+            model, optimizer, head = _compiled_model(cfg, arch, n_outputs, steps * cfg.epochs)
+        train_ds, val_ds = _datasets(cfg, train_arr, val_arr, n_outputs, steps)
         monitor = f"val_{head}_dice" if head else "val_dice"
+        data = {"folders": [Path(d).name for d in cfg.data], "patients": len(split.patients),
+                "train_slices": len(train_arr), "train_tumour_slices": int(train_arr.tumour.sum()),
+                "val_slices": len(val_arr), "val_tumour_slices": int(val_arr.tumour.sum())}
+        saver = _Saver(cfg, out, arch, split, data, norm, prior, started, monitor, model, optimizer,
+                       {k: list(v) for k, v in prior.training.get("history", {}).items()} if prior and cfg.resume else {})
         progress = cb.JsonProgress(json_stream, cfg.epochs, steps, initial_epoch, cfg.progress_every) if json_stream else None
-        history: dict[str, list[float]] = {}
-        if prior_meta and cfg.resume:
-            history = {k: list(v) for k, v in prior_meta.training.get("history", {}).items()}
-        data_summary = {
-            "folders": [Path(d).name for d in cfg.data],
-            "patients": len(patients),
-            "train_slices": len(train_arr),
-            "train_tumour_slices": int(train_arr.tumour.sum()),
-            "val_slices": len(val_arr),
-            "val_tumour_slices": int(val_arr.tumour.sum()),
-        }
-
-        def save(path: Path, epoch: int, logs: dict) -> None:
-            meta = ModelMetadata(
-                name=out.stem,
-                architecture=arch,
-                training={
-                    "config": {k: v for k, v in asdict(cfg).items() if k not in ("cancel_file",)},
-                    "epoch": epoch,
-                    "optimizer_step": optimizer_step(optimizer),
-                    "data": data_summary,
-                    "split": {"train": train_p, "validation": val_p, "test": test_p, "seed": cfg.seed},
-                    "history": history,
-                    "elapsed_s": round(time.monotonic() - started, 1),
-                    "hardware": hardware_description(),
-                },
-                metrics={"val_dice_global": float(logs.get(monitor, float("nan"))), "epoch": epoch},
-                versions=library_versions(),
-                input_normalization=norm.to_dict() if norm is not None else {},
-            )
-            if prior_meta is not None and prior_meta.from_file and cfg.resume:
-                meta.pixel_threshold = prior_meta.pixel_threshold
-                meta.decision_threshold = prior_meta.decision_threshold
-            save_model(model, path, meta, optimizer)
-
-        class _History(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                if not cancel.is_set():
-                    for k, v in (logs or {}).items():
-                        history.setdefault(k, []).append(round(float(v), 6))
-
-        best0, best_epoch0 = -math.inf, None
-        if prior_meta is not None and cfg.resume and out.exists():
-            best_meta = read_metadata(out)
-            best0 = float(best_meta.metrics.get("val_dice_global", -math.inf))
-            best_epoch0 = best_meta.metrics.get("epoch")
-        ckpt = cb.Checkpoint(
-            monitor, out, last_path_for(out), save, cancel, best=best0, best_epoch=best_epoch0,
-            on_save=lambda kind, p, e: _emit(progress, "checkpoint", kind=kind, path=str(p), epoch=e),
-        )
-        cancel_cb = cb.CancelOnFlag(cancel, Path(cfg.cancel_file) if cfg.cancel_file else None)
-        callbacks: list[Any] = [cancel_cb, _History(), ckpt]
-        if progress:
-            callbacks.insert(0, progress)
-            _emit(progress, "start", epochs=cfg.epochs, steps=steps, initial_epoch=initial_epoch,
-                  train_slices=len(train_arr), val_slices=len(val_arr), train_patients=len(train_p),
-                  val_patients=len(val_p), monitor=monitor)
-        early = None
-        if cfg.patience > 0:
-            early = keras.callbacks.EarlyStopping(monitor, mode="max", patience=cfg.patience)
-            callbacks.append(early)
+        callbacks, ckpt, early = _callbacks(cfg, saver, cancel, progress)
+        _emit(progress, "start", epochs=cfg.epochs, steps=steps, initial_epoch=initial_epoch,
+              train_slices=len(train_arr), val_slices=len(val_arr), train_patients=len(split.train),
+              val_patients=len(split.val), monitor=monitor)
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
                   callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data reshuffles per epoch
     finally:
         if cfg.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
+    return _result(cancel, early, ckpt, out, saver.history, split, progress)
 
+
+def _result(cancel: threading.Event, early: Any, ckpt: Any, out: Path, history: dict, split: _Split,
+            progress: Any) -> TrainResult:
     epochs_run = len(history.get("loss", []))
     status = "cancelled" if cancel.is_set() else ("stopped_early" if early and early.stopped_epoch else "done")
     best_dice = None if ckpt.best == -math.inf else ckpt.best
-    result = TrainResult(status, out if out.exists() else None,
-                         last_path_for(out) if last_path_for(out).exists() else None,
-                         best_dice, ckpt.best_epoch, epochs_run, history, train_p, val_p)
+    last = last_path_for(out)
+    result = TrainResult(status, out if out.exists() else None, last if last.exists() else None,
+                         best_dice, ckpt.best_epoch, epochs_run, history, split.train, split.val)
     _emit(progress, status, best_path=str(result.best_path) if result.best_path else None,
           best_dice=best_dice, best_epoch=ckpt.best_epoch, epochs_run=epochs_run)
     return result
@@ -384,6 +456,9 @@ def hardware_description() -> str:
 
 def configure_threads() -> None:
     """Use every core for one op (the machines here have 2): fastest for conv nets on CPU."""
+    from unetpp_gui.core.quiet import import_tensorflow
+
+    import_tensorflow()
     import tensorflow as tf
 
     n = os.cpu_count() or 2

@@ -446,8 +446,8 @@ class TrainDialog(QDialog):
                     f"(epoch {self.result.get('best_epoch')}).")
             if self.result.get("best_path"):
                 text += f"\nBest model: {self.result['best_path']}"
-            if last_path_for(out).exists():
-                text += f"\nResumable checkpoint: {last_path_for(out)}"
+            if last_path_for(Path(out)).exists():
+                text += f"\nResumable checkpoint: {last_path_for(Path(out))}"
         self.summary.setText(text)
         self.start_button.setEnabled(self.scan is not None)
         self.cancel_button.setEnabled(False)
