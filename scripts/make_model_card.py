@@ -44,9 +44,7 @@ def results_table(results: dict) -> list[str]:
 def command(cfg: dict, out: str) -> str:
     """The `unetpp train` command line a stored config corresponds to."""
     parts = ["unetpp train --data ../shared/data/lgg", f"--out {out}"]
-    if cfg.get("resume"):
-        parts.append(f"--resume {cfg['resume']}")
-    elif cfg.get("init_from"):
+    if cfg.get("init_from"):
         parts.append(f"--init-from {cfg['init_from']}")
     else:
         parts.append(f"--architecture {cfg.get('architecture')} --base-filters {cfg.get('base_filters')}")
@@ -69,11 +67,13 @@ def command(cfg: dict, out: str) -> str:
     return " ".join(parts)
 
 
-def training_section(meta, out: str, hardware: str | None = None) -> list[str]:
-    """Command, settings, time and per-epoch history of the run that wrote ``meta``."""
+def training_section(meta, out: str, hardware: str | None = None, run=None) -> list[str]:
+    """Command, settings, time and per-epoch history of the run that wrote ``meta`` (``run``: the run's
+    last checkpoint, when the kept epoch is an earlier one)."""
     t = meta.training
     cfg = t.get("config", {})
-    hist = t.get("history", {})
+    hist = (run or meta).training.get("history", {})
+    elapsed = (run or meta).training.get("elapsed_s", 0)
     dice_key = next((k for k in hist if k.startswith("val_") and k.endswith("dice")), None)
     lines = [
         "```bash",
@@ -87,7 +87,8 @@ def training_section(meta, out: str, hardware: str | None = None) -> list[str]:
         f"the tumour-free slices; mixed_bfloat16 {'on' if cfg.get('mixed_precision') else 'off'} (weights stored "
         "in float32).",
         f"- Kept epoch **{t.get('epoch')}** (best validation Dice); {len(hist.get('loss', []))} epoch(s) were run "
-        f"in {fmt(t.get('elapsed_s', 0) / 3600, 2)} h on {hardware or t.get('hardware')}. "
+        f"in {fmt(elapsed / 3600, 2)} h on {hardware or t.get('hardware')}"
+        + (" (interrupted once and continued with --resume)" if cfg.get("resume") else "") + ". "
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta.versions.items())}.",
         "",
         "| epoch | train loss | val loss | val Dice (global, 0.5) |",
@@ -135,6 +136,7 @@ def main() -> None:
                     help="earlier training stages, oldest first (their own metadata)")
     ap.add_argument("--hardware", action="append", default=[], metavar="STAGE_NUMBER=TEXT",
                     help="what a stage ran on, where its metadata does not say")
+    ap.add_argument("--run", help="the last checkpoint of this model's run (its whole history)")
     ap.add_argument("--before", action="append", default=[], metavar="LABEL=REPORT.json",
                     help="the previous bundled model on the same test patients")
     ap.add_argument("--before-val", action="append", default=[], metavar="LABEL=REPORT.json")
@@ -200,10 +202,11 @@ def main() -> None:
     all_stages = [*stages, ("this model", meta)]
     for n, (label, stage) in enumerate(all_stages, 1):
         lines += [f"### Stage {n}: {label}", ""]
-        lines += training_section(stage, f"runs/stage{n}/unetpp_lgg.h5", hardware.get(n))
+        run = read_metadata(args.run) if args.run and n == len(all_stages) else None
+        lines += training_section(stage, f"runs/stage{n}/unetpp_lgg.h5", hardware.get(n), run)
     lines += [
         "Shipping and measuring (the thresholds and the 3-D filter are chosen on the validation split; the test "
-        "split is evaluated last, once, and chooses nothing):",
+        "split is evaluated last and chooses nothing; see below for the two test evaluations):",
         "",
         "```bash",
         f"unetpp export --model runs/stage{len(all_stages)}/unetpp_lgg.h5 --out resources/models/unetpp_lgg.h5",
@@ -232,7 +235,7 @@ def main() -> None:
     lines += [
         "## Validation results and calibration",
         "",
-        *results_table(val["results"]),
+        *results_table({("before calibration" if k == "model's settings" else k): v for k, v in val["results"].items()}),
         "",
         f"Stored in the model: pixel threshold {fmt(meta.pixel_threshold, 2)}, area-ratio threshold "
         f"{fmt(meta.decision_threshold, 5)} ({100 * meta.decision_threshold:.3f} % of the slice), patient 3-D filter "

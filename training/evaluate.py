@@ -143,7 +143,8 @@ def calibrate_filter(items: Sequence[Evaluated]) -> tuple[float, float, float | 
     """Thresholds and patient 3-D filter, chosen together on ``items`` (maps kept).
 
     Each filter setting of :data:`FILTER_GRID` gets its best pixel threshold (mean per-patient Dice);
-    a filter is chosen only when it beats no filter by at least 0.001 of mean patient Dice.
+    a filter is chosen only when it beats no filter by at least 0.001 of mean patient Dice. The
+    area-ratio threshold is then chosen on the unfiltered slices (see :func:`calibrate_decision`).
     """
     scored = []
     for f in FILTER_GRID:
@@ -154,7 +155,9 @@ def calibrate_filter(items: Sequence[Evaluated]) -> tuple[float, float, float | 
     score, f, t = max(scored, key=lambda s: s[0])
     if f is not None and score < none_score + 0.001:
         score, f, t = scored[0]
-    return float(t), calibrate_decision(with_patient_filter(items, t, f), t), f
+    # The decision threshold is chosen on unfiltered slices: a slice opened alone is never filtered, and
+    # must not be judged by a threshold that assumed the filter had already removed its specks.
+    return float(t), calibrate_decision(items, t), f
 
 
 def calibrate_decision(items: Sequence[Evaluated], best_t: float) -> float:

@@ -8,6 +8,9 @@ from pathlib import Path
 
 def export_model(src: str | Path, dst: str | Path, level: int | None = None) -> Path:
     """Write ``src`` to ``dst`` without optimizer state (and pruned at ``level`` if given)."""
+    from unetpp_gui.core.quiet import import_tensorflow
+
+    import_tensorflow()
     from training.models import prune
     from training.saving import save_model
     from unetpp_gui.core.model_io import load_model
