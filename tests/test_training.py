@@ -132,6 +132,7 @@ def test_tiny_unetpp_learns_resumes_and_keeps_optimizer_state(lgg: Path, tmp_pat
     assert len(meta2.training["history"]["loss"]) == 6
     assert meta2.training["split"]["validation"] == result.val_patients
     assert meta2.training["elapsed_s"] > meta.training["elapsed_s"]  # time accumulates across the resume
+    assert result2.best_epoch is not None  # the summary names the best epoch even when the resumed run did not beat it
 
 
 @pytest.mark.lgg

@@ -469,7 +469,8 @@ def configure_threads() -> None:
         pass  # already initialised
 
 
-def print_result(result: TrainResult, stream: TextIO = sys.stderr) -> None:
+def print_result(result: TrainResult, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
     best = f"{result.best_dice:.4f} (epoch {result.best_epoch})" if result.best_dice is not None else "none"
     print(f"{result.status}: {result.epochs_run} epoch(s); best validation Dice {best}", file=stream)
     if result.best_path:

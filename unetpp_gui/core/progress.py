@@ -9,8 +9,9 @@ import time
 class Progress:
     """Progress on stderr: a redrawn bar on a terminal, a plain line every few seconds in a log."""
 
-    def __init__(self, total: int, stream=sys.stderr, every_s: float = 5.0) -> None:
-        self.total, self.stream, self.every_s = total, stream, every_s
+    def __init__(self, total: int, stream=None, every_s: float = 5.0) -> None:
+        # sys.stderr looked up now, not at import: it may have been replaced since (tests, redirection)
+        self.total, self.stream, self.every_s = total, stream or sys.stderr, every_s
         self.start = self.last = time.monotonic()
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
 
