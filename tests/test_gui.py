@@ -246,6 +246,8 @@ win.model_changed.connect(lambda _m: win.open_paths([sys.argv[2]]))
 win.predictions_finished.connect(report)
 win.load_model(sys.argv[1])
 app.exec()
+from PySide6.QtCore import QThreadPool
+QThreadPool.globalInstance().waitForDone(5000)
 """
 
 

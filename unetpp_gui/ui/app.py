@@ -73,7 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.snapshot:
         _arm_snapshot(app, window, Path(args.snapshot), args.select, args.snapshot_timeout, bool(args.paths))
     QTimer.singleShot(0, start)
-    return app.exec()
+    code = app.exec()
+    window.cancel_predictions()
+    # let worker threads leave Python before the interpreter shuts down (a thread still running Python
+    # code while modules are torn down can crash the process at exit)
+    from PySide6.QtCore import QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(5000)
+    return code
 
 
 def _process_age() -> float:
