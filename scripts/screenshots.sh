@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate the README screenshots: the real app in a real window under Xvfb, on the bundled
-# model and slices of validation patients (never trained on) from the LGG data in ../shared;
+# model and slices of patients it was never trained on (validation and test) from the LGG data in ../shared;
 # nothing from the data set is committed.
 # Needs: apt-get install xvfb xauth and Qt's xcb libraries (README, Quick start); the venv from Quick start.
 set -euo pipefail

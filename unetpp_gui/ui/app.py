@@ -114,7 +114,9 @@ def _arm_snapshot(app, window, out: Path, select: int, timeout: float, has_paths
     """Save a screenshot once everything is predicted and the chosen slice is on screen."""
     from PySide6.QtCore import QTimer
 
-    window.resize(1600, 1000)  # reproducible screenshots, whatever the remembered geometry and layout
+    from unetpp_gui.ui.main_window import default_size
+
+    window.resize(*default_size())  # reproducible: the default for this screen, whatever was remembered
     QTimer.singleShot(0, window.default_layout)
     state = {"armed": False, "done": False}
 
