@@ -297,3 +297,33 @@ def test_cli_json_error_for_a_bad_out(tmp_path: Path) -> None:
                           str(tmp_path), "--progress-json"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert json.loads(res.stdout.strip().splitlines()[-1])["event"] == "error"
+
+
+def test_the_gui_takes_the_hostile_folder_too(qtbot, tiny_model_path: Path, tmp_path: Path) -> None:
+    from PySide6.QtCore import QSettings
+
+    from unetpp_gui.ui.main_window import MainWindow
+
+    folder = tmp_path / "hostile"
+    _slices(folder, 2)
+    os.mkfifo(folder / "z.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (folder / "huge.png").write_bytes(_png(60000, 60000, idat=zlib.compress(b"\x00" * 100)))
+    bomb = zlib.compress(b"A" * 20_000_000, 9)
+    (folder / "bomb.png").write_bytes(_png(16, 16, extra=_chunk(b"zTXt", b"Comment\x00\x00" + bomb)))
+    save_png(folder / ("c" * 240 + ".png"), phantom(64, seed=9)[0])
+    save_png(folder / "white.png", np.full((64, 64, 3), 255, np.uint8))
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=120_000):
+        win.load_model(tiny_model_path)
+    with qtbot.waitSignal(win.predictions_finished, timeout=120_000):
+        win.open_paths([folder])
+    names = {p.name: p for p in win.store.paths}
+    assert "z.png" not in names and len(names) == 7  # the FIFO is reported, never opened
+    errors = {n: win.store.compact[p].error for n, p in names.items() if win.store.compact[p].error}
+    assert set(errors) == {"broken.png", "huge.png", "bomb.png"}
+    assert "too large" in errors["huge.png"] and "text chunk" in errors["bomb.png"]
+    assert win.store.compact[names["white.png"]].warning and win.marker(win.store.index(names["white.png"])) != "error"
+    assert all(win.store.compact[p].ok for n, p in names.items() if n not in errors)
+    win.close()
