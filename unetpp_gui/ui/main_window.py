@@ -308,7 +308,7 @@ class MainWindow(QMainWindow):
         job = workers.predict_worker(self.model, pending, self.effective_batch_size(), self.active_patient_filter())
         ref = weakref.ref(job)  # a strong reference in a Qt connection would keep the job alive forever
         job.yielded.connect(lambda res: self._on_result(res) if ref() is self._job else None)
-        job.finished.connect(lambda: self._on_job_finished(ref()))
+        job.finished.connect(lambda: self._on_job_finished(ref()) if ref() is not None else None)
         job.errored.connect(lambda e: self._say(f"Prediction failed: {e}", error=True))
         self._job = job
         self._track(job)
