@@ -132,7 +132,7 @@ class MainWindow(QMainWindow):
         self.batch.slice_selected.connect(self.show_path)
         self.batch.export_masks_requested.connect(self.export_batch)
         self._restore_settings()
-        QTimer.singleShot(50, self._warm_up_panels)
+        QTimer.singleShot(50, self, self._warm_up_panels)
 
     # ----- model -------------------------------------------------------------------------------
     def load_model(self, path: str | Path, trust: bool = False, prune_level: int | None = None,
@@ -585,7 +585,8 @@ class MainWindow(QMainWindow):
     def _warm_up_panels(self) -> None:
         if self.current is None:
             self.panels.warm_up()
-            QTimer.singleShot(250, lambda: self.current is None and self.panels.clear())
+            # the window as the timer's context: Qt drops the call if the window is gone by then
+            QTimer.singleShot(250, self, lambda: self._closed or self.current is not None or self.panels.clear())
 
     def set_panel_layout(self, key: str) -> None:
         """``side``, ``grid`` or ``single:N`` (N: 0 image, 1 mask, 2 overlay); remembered."""
@@ -594,7 +595,7 @@ class MainWindow(QMainWindow):
         for k, act in getattr(self, "layout_actions", {}).items():
             act.setChecked(k == key)
         self.settings.setValue("panel_layout", key)
-        QTimer.singleShot(0, self.panels.fit)
+        QTimer.singleShot(0, self.panels, self.panels.fit)
 
     def next_single_panel(self) -> None:
         """In the one-panel layout, show the next of image, mask, overlay."""
@@ -615,7 +616,7 @@ class MainWindow(QMainWindow):
         if isinstance(state, QByteArray):
             self.restoreState(state)
         else:
-            QTimer.singleShot(0, self.default_layout)  # once the window has its real size
+            QTimer.singleShot(0, self, self.default_layout)  # once the window has its real size
         color = self.settings.value("overlay_color")
         if color:
             self.controls.set_color(QColor(str(color)))
