@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unetpp_gui.core.image_io import IMAGE_SUFFIXES, SLICE_TAG
+from unetpp_gui.core.volume import is_nifti
 
 MASK_SUFFIX = "_mask"
 _NUM = re.compile(r"(\d+)")
@@ -114,7 +115,7 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
 
     for raw in paths:
         p = Path(raw)
-        if _is_nifti(p):
+        if is_nifti(p):
             if volumes:
                 add_studies([p])
             continue
@@ -127,7 +128,7 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
             for root, dirs, files in os.walk(p, onerror=onerror):
                 dirs[:] = sorted((d for d in dirs if not d.startswith(".")
                                   and os.path.realpath(os.path.join(root, d)) not in skip), key=natural_key)
-                if volumes and any(_is_nifti(Path(n)) for n in files):
+                if volumes and any(is_nifti(Path(n)) for n in files):
                     add_studies([Path(root)])
                 for name in files:
                     fp = Path(root) / name
@@ -146,10 +147,6 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
         else:
             found.problems.append((p, "no such file or folder"))
     return found
-
-
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
 def patient_of(path: str | Path, prefix_fields: int | None = None) -> str:

@@ -49,24 +49,26 @@ def is_nifti(path: str | Path) -> bool:
     return any(name.endswith(s) for s in NIFTI_SUFFIXES)
 
 
+def _stem(path: str | Path) -> str:
+    """The file name without ``.nii`` / ``.nii.gz``."""
+    name = Path(path).name
+    for suffix in NIFTI_SUFFIXES[::-1]:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+_CHANNEL = re.compile(rf"_({'|'.join(CHANNEL_NAMES)})$", re.IGNORECASE)
+
+
 def study_name(path: str | Path) -> str:
     """``case_flair.nii.gz`` -> ``case``; ``study.nii`` -> ``study``."""
-    name = Path(path).name
-    for s in NIFTI_SUFFIXES[::-1]:
-        if name.lower().endswith(s):
-            name = name[: -len(s)]
-            break
-    return re.sub(rf"_({'|'.join(CHANNEL_NAMES)})$", "", name, flags=re.IGNORECASE)
+    return _CHANNEL.sub("", _stem(path))
 
 
 def channel_of(path: str | Path) -> str | None:
-    name = Path(path).name.lower()
-    for s in NIFTI_SUFFIXES[::-1]:
-        if name.endswith(s):
-            name = name[: -len(s)]
-            break
-    m = re.search(rf"_({'|'.join(CHANNEL_NAMES)})$", name)
-    return m.group(1) if m else None
+    m = _CHANNEL.search(_stem(path))
+    return m.group(1).lower() if m else None
 
 
 @dataclass
@@ -196,6 +198,17 @@ def to_uint8(channel: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.maximum(channel, 0) * (255.0 / high)), 0, 255).astype(np.uint8)
 
 
+def _canonical_zooms(img) -> tuple[float, float, float]:
+    """Voxel size (mm) along R, A, S, from the header alone (no reorientation of the data)."""
+    from nibabel.orientations import io_orientation
+
+    zooms = img.header.get_zooms()[:3]
+    out = [0.0, 0.0, 0.0]
+    for axis, (target, _flip) in enumerate(io_orientation(img.affine)):
+        out[int(target)] = float(zooms[axis])
+    return out[0], out[1], out[2]
+
+
 def _is_plain_uint8(img) -> bool:
     slope, inter = img.header.get_slope_inter()
     return img.get_data_dtype() == np.uint8 and slope in (None, 1.0) and inter in (None, 0.0)
@@ -231,10 +244,7 @@ def read_study(source: StudySource, channels: int = 3) -> Study:
         chans = data.astype(np.uint8)
     else:
         chans = np.stack([to_uint8(data[..., c]) for c in range(data.shape[-1])], axis=-1)
-    import nibabel as nib
-
-    zooms = tuple(float(z) for z in nib.as_closest_canonical(first).header.get_zooms()[:3])
-    study = Study(source.name, source, chans, first, zooms)  # type: ignore[arg-type]
+    study = Study(source.name, source, chans, first, _canonical_zooms(first))  # type: ignore[arg-type]
     if source.mask is not None:
         study.truth = _read_truth(source.mask, first, study)
     return study
@@ -249,6 +259,11 @@ def _read_truth(path: Path, reference, study: Study) -> np.ndarray | None:
     if img.shape[:3] != reference.shape[:3] or not np.allclose(img.affine, reference.affine, atol=AFFINE_TOLERANCE_MM):
         study.warnings.append(f"ground truth ignored: {path.name} does not share the study's grid")
         return None
+    return _truth_data(img, path)
+
+
+def _truth_data(img, path: Path) -> np.ndarray:
+    """A ground-truth volume as bool, RAS+ (a 4-D file's first channel)."""
     data = _canonical_data(img, path)
     return (data[..., 0] if data.ndim == 4 else data) > 0.5
 
@@ -321,7 +336,7 @@ def volume_row(v: VolumeResult, out: Path | None = None) -> dict[str, object]:
 # ----- a study's slices as paths, for the GUI's slice list: "<first file>#z012" ---------------------------------
 from unetpp_gui.core.image_io import SLICE_TAG  # noqa: E402
 _CACHE_SIZE = 2
-_cache: "OrderedDict[tuple[str, float], Study | np.ndarray]" = None  # type: ignore[assignment]
+_cache: "OrderedDict[tuple[str, float], Study | np.ndarray]" = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -348,16 +363,11 @@ def axial_slices(file: str | Path) -> int:
 
 
 def _cached(key_file: Path, make):  # -> Study | np.ndarray
-    global _cache
-    from collections import OrderedDict
-
     try:
         key = (str(key_file.resolve()), key_file.stat().st_mtime)
     except OSError as exc:
         raise VolumeError(f"{key_file}: {exc.strerror or exc}") from None
     with _cache_lock:
-        if _cache is None:
-            _cache = OrderedDict()
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
@@ -385,12 +395,7 @@ def study_of(file: str | Path) -> Study:
 
 
 def _truth_of(file: Path) -> np.ndarray:
-    def make() -> np.ndarray:
-        img = _load(file)
-        data = _canonical_data(img, file)
-        return (data[..., 0] if data.ndim == 4 else data) > 0.5
-
-    return _cached(file, make)  # type: ignore[return-value]
+    return _cached(file, lambda: _truth_data(_load(file), file))  # type: ignore[return-value]
 
 
 def slice_image(path: str | Path) -> np.ndarray:
@@ -416,11 +421,11 @@ def truth_ref(path: str | Path) -> Path | None:
     if ref is None:
         return None
     file, k = ref
-    studies, _ = group_studies([file.parent])
-    for s in studies:
-        if file in s.files and s.mask is not None:
-            return slice_ref(s.mask, k)
-    return None
+    try:
+        mask = study_of(file).source.mask  # the study is cached: its slice was just read
+    except VolumeError:
+        return None
+    return slice_ref(mask, k) if mask is not None else None
 
 
 def voxel_ml_of(path: str | Path) -> float | None:

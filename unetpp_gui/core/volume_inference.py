@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unetpp_gui.core.consistency import PatientFilter, apply_removed, pack, removed_voxels
+from unetpp_gui.core.consistency import PatientFilter, filter_patient
 from unetpp_gui.core.inference import SliceResult, predict_images
 from unetpp_gui.core.metrics import dice_from_counts
 from unetpp_gui.core.postprocess import SliceStats, threshold_level
@@ -26,36 +26,35 @@ def predict_study(model, study: Study, pixel_threshold: float, decision_threshol
 
     Returns the volume's numbers and its per-slice probability levels (display orientation).
     """
-    images = list(study.slices())
-    probs = list(predict_images(model, images, batch_size, cancel))
-    truths = [study.truth_slice(k) for k in range(len(images))]
-    removed = [None] * len(probs)
-    if patient_filter is not None and len(probs) > 1:
-        for k, rem in enumerate(removed_voxels(probs, pixel_threshold, patient_filter.min_fraction)):
-            if rem.any():
-                probs[k], removed[k] = apply_removed(probs[k], rem), pack(rem)
+    probs = predict_images(model, study.slices(), batch_size, cancel)
+    results = [SliceResult(slice_path(study, k), prob_q=q, gt=study.truth_slice(k), size=(q.shape[1], q.shape[0]))
+               for k, q in enumerate(probs)]
+    for r in results:
+        r.stats = SliceStats.from_map(r.prob_q, r.gt)
+    if patient_filter is not None:
+        filter_patient(results, pixel_threshold, patient_filter)  # the whole volume is one patient
     result = VolumeResult(study.name, study.source.files[0], tuple(int(s) for s in study.reference.shape),
                           study.zooms_mm, warnings=list(study.warnings))
-    level = threshold_level(pixel_threshold)
     inter = area = truth_total = 0
-    best_area = -1
-    for k, (img, q, gt) in enumerate(zip(images, probs, truths)):
-        stats = SliceStats.from_map(q, gt)
-        d = stats.derive(pixel_threshold, decision_threshold)
-        result.slice_results.append(SliceResult(slice_path(study, k), stats=stats, size=(q.shape[1], q.shape[0]),
-                                                removed=removed[k]))
+    best_area = 0
+    for k, r in enumerate(results):
+        d = r.stats.derive(pixel_threshold, decision_threshold)
         result.slices_with_tumour += int(d.tumour)
-        if d.mask_pixels > best_area and d.mask_pixels > 0:
+        if d.mask_pixels > best_area:
             best_area, result.largest_slice, result.largest_slice_area_ratio = d.mask_pixels, k, d.area_ratio
         area += d.mask_pixels
-        if gt is not None:
-            inter += int(np.count_nonzero((q > level) & gt))
-            truth_total += int(gt.sum())
+        if r.stats.gt_hist is not None:
+            inter += r.stats.intersection(pixel_threshold)
+            truth_total += int(r.stats.gt_pixels or 0)
     result.tumour_voxels = area
     result.tumour_ml = area * study.voxel_ml
     if study.truth is not None:
         result.dice = dice_from_counts(inter, area, truth_total)
-    return result, probs
+    maps = [r.prob_q for r in results]
+    for r in results:  # the per-slice rows keep their compact stats only
+        r.prob_q = r.gt = None
+    result.slice_results = results
+    return result, maps
 
 
 def write_study_outputs(study: Study, probs: list[np.ndarray], result: VolumeResult, out: Path,
