@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Sequence
 
-from training.options import ARCHITECTURES, LOSS_NAMES, LR_SCHEDULES, NORMALIZATIONS, STRATEGIES
+from training.options import ARCHITECTURES, LOSS_NAMES, LR_SCHEDULES, NORMALIZATIONS, SPLITS, STRATEGIES
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,7 +97,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model file (default: the bundled model)")
     p.add_argument("--data", nargs="+", required=True, help="folder(s) with slices and masks")
     p.add_argument("--patients", nargs="*", help="only these patients (overrides --split)")
-    p.add_argument("--split", choices=("test", "validation", "all"),
+    p.add_argument("--split", choices=SPLITS,
                    help="which of the model's stored patient splits to evaluate (default: test if the model "
                         "stores one, else validation, else all)")
     p.add_argument("--all-patients", action="store_true", help="same as --split all")

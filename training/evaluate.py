@@ -132,11 +132,20 @@ def metrics_at(items: Sequence[Evaluated], pixel_threshold: float, decision_thre
     }
 
 
+def _best_pixel_threshold(items: Sequence[Evaluated], min_fraction: float | None) -> tuple[float, float]:
+    """(pixel threshold of :data:`PIXEL_GRID` maximising mean per-patient Dice, that Dice), with the given
+    patient 3-D filter (None: none); the first of equal scores wins."""
+    scores = {t: metrics_at(with_patient_filter(items, t, min_fraction), t, 0.0)["patient_dice_mean"]
+              for t in PIXEL_GRID}
+    best = max(scores, key=scores.__getitem__)
+    return float(best), scores[best]
+
+
 def calibrate(items: Sequence[Evaluated]) -> tuple[float, float]:
     """Pixel threshold maximising mean per-patient Dice, then the area-ratio threshold
     maximising balanced accuracy (sensitivity + specificity) of the tumour decision."""
-    best_t = max(PIXEL_GRID, key=lambda t: metrics_at(items, t, 0.0)["patient_dice_mean"])
-    return float(best_t), calibrate_decision(items, best_t)
+    best_t, _ = _best_pixel_threshold(items, None)
+    return best_t, calibrate_decision(items, best_t)
 
 
 def calibrate_filter(items: Sequence[Evaluated]) -> tuple[float, float, float | None]:
@@ -146,18 +155,13 @@ def calibrate_filter(items: Sequence[Evaluated]) -> tuple[float, float, float | 
     a filter is chosen only when it beats no filter by at least 0.001 of mean patient Dice. The
     area-ratio threshold is then chosen on the unfiltered slices (see :func:`calibrate_decision`).
     """
-    scored = []
-    for f in FILTER_GRID:
-        best = max(PIXEL_GRID, key=lambda t: metrics_at(with_patient_filter(items, t, f), t, 0.0)["patient_dice_mean"])
-        score = metrics_at(with_patient_filter(items, best, f), best, 0.0)["patient_dice_mean"]
-        scored.append((score, f, best))
-    none_score = scored[0][0]
-    score, f, t = max(scored, key=lambda s: s[0])
-    if f is not None and score < none_score + 0.001:
-        score, f, t = scored[0]
+    scored = [(*_best_pixel_threshold(items, f), f) for f in FILTER_GRID]  # (threshold, score, filter)
+    t, score, f = max(scored, key=lambda s: s[1])
+    if f is not None and score < scored[0][1] + 0.001:
+        t, score, f = scored[0]
     # The decision threshold is chosen on unfiltered slices: a slice opened alone is never filtered, and
     # must not be judged by a threshold that assumed the filter had already removed its specks.
-    return float(t), calibrate_decision(items, t), f
+    return t, calibrate_decision(items, t), f
 
 
 def calibrate_decision(items: Sequence[Evaluated], best_t: float) -> float:
@@ -230,9 +234,6 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-SPLITS = ("test", "validation", "all")
 
 
 def choose_patients(args: argparse.Namespace, meta: Any, available: Sequence[str]) -> tuple[list[str], str]:

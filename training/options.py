@@ -8,3 +8,4 @@ LOSS_NAMES = ("bce", "bce_dice")  # keys of training.losses.LOSSES
 LR_SCHEDULES = ("cosine", "constant")
 NORMALIZATIONS = ("auto", "none", "channel")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+SPLITS = ("test", "validation", "all")  # which stored patient split `unetpp evaluate` reads

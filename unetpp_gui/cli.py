@@ -72,8 +72,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     status = 0
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     last_csv = time.monotonic()
+    flt = model.patient_filter if args.patient_filter == "auto" else None
     try:
-        flt = model.patient_filter if args.patient_filter == "auto" else None
         if flt is not None and not args.quiet:
             print(f"patient 3-D filter: {flt.describe()} (the model's; --patient-filter off to skip)",
                   file=sys.stderr)
@@ -93,7 +93,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         write_csv(out / RESULTS_CSV, rows)
     if studies and status == 0:
-        status = _predict_studies(args, model, studies, out, pt, dt, batch_size, rows)
+        status = _predict_studies(args, model, flt, studies, out, pt, dt, batch_size, rows)
         write_csv(out / RESULTS_CSV, rows)
     errors = sum(1 for r in rows if r["error"] and not r["decision"])
     unwritten = sum(1 for r in rows if r["error"] and r["decision"])
@@ -109,14 +109,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return status
 
 
-def _predict_studies(args: argparse.Namespace, model, studies: list, out: Path, pt: float, dt: float,
+def _predict_studies(args: argparse.Namespace, model, flt, studies: list, out: Path, pt: float, dt: float,
                      batch_size: int, rows: list[dict]) -> int:
     """Segment each NIfTI study, write its mask volume, one ``volumes.csv`` row each and per-slice rows."""
     from unetpp_gui.core.report import row_for, write_csv
     from unetpp_gui.core.volume import VOLUME_COLUMNS, VolumeResult, read_study, volume_row
     from unetpp_gui.core.volume_inference import predict_study, write_study_outputs
 
-    flt = model.patient_filter if args.patient_filter == "auto" else None
     volume_rows = []
     status = 0
     for source in studies:
