@@ -17,16 +17,11 @@ LGG = Path(os.environ.get("UNETPP_LGG", ROOT.parent / "shared" / "data" / "lgg")
 
 
 def machine() -> str:
-    flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-        model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                      if l.startswith("model name")), platform.processor())
-    except OSError:
-        model = platform.processor()
+    from unetpp_gui.core.model_io import cpu_info
+
+    model, flags = cpu_info()
+    if model == "CPU":
+        model = platform.processor() or model
     wanted = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
     import tensorflow as tf
 

@@ -441,16 +441,10 @@ def hardware_description() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return f"{len(gpus)} GPU(s)"
-    model, flags = "CPU", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "CPU":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = line
-    except OSError:
-        pass
-    units = [u for u in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {u}" in flags]
+    from unetpp_gui.core.model_io import cpu_info
+
+    model, flags = cpu_info()
+    units = [u for u in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if u in flags]
     return f"{os.cpu_count()} CPU cores, {model}" + (f" ({', '.join(units)})" if units else "")
 
 

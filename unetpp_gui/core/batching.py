@@ -25,24 +25,16 @@ def cache_path() -> Path:
     return Path(base) / "unetpp-viewer" / "batch_sizes.json"
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "cpu"
-
-
 def cache_key(model: Any) -> str:
     try:
         st = model.path.stat()
         stamp = f"{st.st_size}:{int(st.st_mtime)}"
     except OSError:
         stamp = "?"
+    from unetpp_gui.core.model_io import cpu_info
+
     return (f"{Path(model.path).resolve()}:{stamp}:{model.precision}:tta={model.tta}:L={model.prune_level}:"
-            f"{_cpu()}:{os.cpu_count()}")
+            f"{cpu_info()[0]}:{os.cpu_count()}")
 
 
 def measure(model: Any, candidates: tuple[int, ...] = CANDIDATES, hw: tuple[int, int] = (256, 256)) -> dict[int, float]:

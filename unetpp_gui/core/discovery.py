@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unetpp_gui.core.image_io import IMAGE_SUFFIXES, SLICE_TAG
+from unetpp_gui.core.image_io import IMAGE_SUFFIXES, NOT_REGULAR, SLICE_TAG
 from unetpp_gui.core.volume import is_nifti
 
 MASK_SUFFIX = "_mask"
@@ -136,14 +136,14 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
                         if _is_regular(fp):
                             batch.append(fp)
                         else:
-                            found.problems.append((fp, "not a regular file (a FIFO, device or socket); skipped"))
+                            found.problems.append((fp, NOT_REGULAR))
             for fp in sorted(batch, key=natural_key):
                 add(fp)
         elif p.is_file():
             if not is_mask_file(p):
                 add(p)
         elif p.exists():
-            found.problems.append((p, "not a regular file (a FIFO, device or socket); skipped"))
+            found.problems.append((p, NOT_REGULAR))
         else:
             found.problems.append((p, "no such file or folder"))
     return found

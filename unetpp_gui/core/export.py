@@ -78,9 +78,7 @@ def prepare_output_folder(out: Path, overwrite: bool = False) -> list[Path]:
         raise OutputError(f"--out {out} exists and is not a folder; give a folder path")
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"--out {out}: a part of that path is a file, not a folder") from None
-    except NotADirectoryError:
+    except (FileExistsError, NotADirectoryError):
         raise OutputError(f"--out {out}: a part of that path is a file, not a folder") from None
     except OSError as exc:
         raise OutputError(f"--out {out} cannot be created ({exc.strerror or exc})") from None

@@ -21,6 +21,9 @@ from unetpp_gui.core.errors import ImageError
 
 #: How a NIfTI study's slice is named (core.volume.SLICE_TAG, kept here so image_io stays light).
 SLICE_TAG = "#z"
+#: Why a FIFO, device or socket is never opened (reading one can block forever).
+NOT_REGULAR = "not a regular file (a FIFO, device or socket); skipped"
+TEXT_CHUNK_BOMB = "refused: a PNG text chunk decompresses to too much data (a decompression bomb, or a corrupt file)"
 #: Formats we accept as slices. PNG is the product's format; the others are read the same way.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: Refuse anything larger than this many pixels before decoding it (decompression-bomb guard).
@@ -42,7 +45,7 @@ def _check_regular(path: Path) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise ImageError(path, "is a folder, not an image")
     if not stat.S_ISREG(st.st_mode):
-        raise ImageError(path, "not a regular file (a FIFO, device or socket); skipped")
+        raise ImageError(path, NOT_REGULAR)
 
 
 def _open(path: Path) -> Image.Image:
@@ -65,8 +68,7 @@ def _open(path: Path) -> Image.Image:
         raise ImageError(path, "not a readable image (unknown format or corrupt header)") from None
     except ValueError as exc:
         if "TEXT_CHUNK" in str(exc) or "text chunk" in str(exc).lower():
-            raise ImageError(path, "refused: a PNG text chunk decompresses to too much data "
-                                   "(a decompression bomb, or a corrupt file)") from None
+            raise ImageError(path, TEXT_CHUNK_BOMB) from None
         raise ImageError(path, f"not a readable image ({exc})") from None
     except (OSError, SyntaxError, struct.error, EOFError) as exc:
         raise ImageError(path, f"cannot be read ({exc})") from None
@@ -121,8 +123,7 @@ def load_image(path: str | Path) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, struct.error, EOFError, IndexError, TypeError,
             ZeroDivisionError, MemoryError) as exc:
         if "TEXT_CHUNK" in str(exc):
-            raise ImageError(path, "refused: a PNG text chunk decompresses to too much data "
-                                   "(a decompression bomb, or a corrupt file)") from None
+            raise ImageError(path, TEXT_CHUNK_BOMB) from None
         raise ImageError(path, f"corrupt or truncated image data ({exc})") from None
     finally:
         img.close()

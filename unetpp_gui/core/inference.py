@@ -20,11 +20,11 @@ from unetpp_gui.core.errors import ImageError
 from unetpp_gui.core.image_io import load_image, load_mask
 from unetpp_gui.core.model_io import LoadedModel
 from unetpp_gui.core.ood import unusual
+from unetpp_gui.core.postprocess import SliceStats, quantize
+from unetpp_gui.core.preprocess import Geometry, prepare, restore
 
 if TYPE_CHECKING:
     from unetpp_gui.core.consistency import PatientFilter
-from unetpp_gui.core.postprocess import SliceStats, quantize
-from unetpp_gui.core.preprocess import Geometry, prepare, restore
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -179,21 +179,26 @@ def predict_patients(
         yield res
 
 
-def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -> list[SliceResult]:
-    good = [p for p in prepared if p.error is None]
-    # Group by input size: fixed-size models have one group; any-size models may have several.
+def _model_outputs(model: LoadedModel, xs: list[np.ndarray]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """The model's probabilities (and TTA spread) for each prepared input, by index. Inputs are grouped
+    by size: a fixed-size model has one group, an any-size model may have several."""
     probs: dict[int, np.ndarray] = {}
     stds: dict[int, np.ndarray] = {}
     by_shape: dict[tuple[int, ...], list[int]] = {}
-    for i, p in enumerate(good):
-        by_shape.setdefault(p.x.shape, []).append(i)  # type: ignore[union-attr]
+    for i, x in enumerate(xs):
+        by_shape.setdefault(x.shape, []).append(i)
     for idxs in by_shape.values():
-        batch = np.stack([good[i].x for i in idxs])  # type: ignore[misc]
-        out, std = model.predict_batch_with_std(batch)
+        out, std = model.predict_batch_with_std(np.stack([xs[i] for i in idxs]))
         for k, i in enumerate(idxs):
             probs[i] = out[k]
             if std is not None:
                 stds[i] = std[k]
+    return probs, stds
+
+
+def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -> list[SliceResult]:
+    good = [p for p in prepared if p.error is None]
+    probs, stds = _model_outputs(model, [p.x for p in good])  # type: ignore[misc]
     results: list[SliceResult] = []
     gi = 0
     for p in prepared:
@@ -226,13 +231,7 @@ def predict_images(model: LoadedModel, images: Iterable[np.ndarray], batch_size:
     batch: list[tuple[np.ndarray, Geometry]] = []
 
     def run() -> Iterator[np.ndarray]:
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (x, _geo) in enumerate(batch):
-            groups.setdefault(x.shape, []).append(i)
-        probs: dict[int, np.ndarray] = {}
-        for idxs in groups.values():
-            out = model.predict_batch(np.stack([batch[i][0] for i in idxs]))
-            probs.update({i: out[k] for k, i in enumerate(idxs)})
+        probs, _ = _model_outputs(model, [x for x, _geo in batch])
         for i, (_x, geo) in enumerate(batch):
             yield quantize(restore(probs[i], geo))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -331,13 +331,26 @@ def prune_model(model: Any, level: int) -> Any:
     return keras.Model(model.inputs, out, name=f"{model.name}_L{level}")
 
 
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo (Linux)."""
+@lru_cache(maxsize=1)
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """This CPU's model name and feature flags, from /proc/cpuinfo (Linux; ("CPU", no flags) elsewhere)."""
+    model, flags = "CPU", frozenset()
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return False
-    return "avx512_bf16" in text or "amx_bf16" in text
+        return model, flags
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "CPU":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = frozenset(value.split())
+    return model, flags
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_info()[1])
 
 
 def _bfloat16_copy(model: Any) -> Any:

@@ -84,6 +84,7 @@ class SliceStore:
 
     def clear(self) -> None:
         self._removed.clear()
+        self._voxel_ml.clear()
         self.paths.clear()
         self._index.clear()
         self.compact.clear()
