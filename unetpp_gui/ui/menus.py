@@ -10,6 +10,9 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from unetpp_gui import RESEARCH_NOTICE, __version__
+from unetpp_gui.core.image_io import IMAGE_SUFFIXES
+from unetpp_gui.core.model_io import MODEL_SUFFIXES
+from unetpp_gui.core.volume import NIFTI_SUFFIXES
 
 
 def build_menus(win: Any) -> None:
@@ -104,9 +107,14 @@ def sync_inference_menu(win: Any) -> None:
                                          "This model stores no patient 3-D filter")
 
 
+def _patterns(suffixes: tuple[str, ...]) -> str:
+    """A file dialog's name filter for these suffixes ("*.png *.jpg ...")."""
+    return " ".join(f"*{s}" for s in suffixes)
+
+
 def open_files_dialog(win: Any) -> None:
     files, _ = QFileDialog.getOpenFileNames(win, "Open slices", win._last_dir(),
-                                            "Slices and studies (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.nii *.nii.gz)")
+                                            f"Slices and studies ({_patterns(IMAGE_SUFFIXES + NIFTI_SUFFIXES)})")
     if files:
         win.settings.setValue("last_folder", str(Path(files[0]).parent))
         win.open_paths(files)
@@ -120,7 +128,7 @@ def open_folder_dialog(win: Any) -> None:
 
 def open_model_dialog(win: Any) -> None:
     path, _ = QFileDialog.getOpenFileName(win, "Open model", str(win.settings.value("last_model_dir", "")),
-                                          "Keras models (*.h5 *.hdf5 *.keras)")
+                                          f"Keras models ({_patterns(MODEL_SUFFIXES)})")
     if path:
         win.settings.setValue("last_model_dir", str(Path(path).parent))
         win.load_model(path)
