@@ -246,3 +246,48 @@ def test_test_split_is_untouched_stored_and_evaluated_by_default(tmp_path: Path,
     assert training_main(["evaluate", "--model", str(out), "--data", str(data / "PA")]) == 2
     err = capsys.readouterr().err
     assert "2 of them have no image/mask pairs" in err and "--split all" in err
+
+
+def test_crop_window_stays_inside_and_finds_the_tumour() -> None:
+    from training.data import crop_window
+
+    rng = np.random.default_rng(0)
+    mask = np.zeros((64, 64, 1), np.uint8)
+    mask[50:54, 2:6] = 1  # a lesion in a corner
+    for _ in range(200):
+        y0, x0 = crop_window(mask, 32, rng, on_tumour=1.0)
+        assert 0 <= y0 <= 32 and 0 <= x0 <= 32
+        assert mask[y0:y0 + 32, x0:x0 + 32].any()  # tumour-centred crops always hold some tumour
+    anywhere = {crop_window(mask, 32, rng, on_tumour=0.0) for _ in range(200)}
+    assert len(anywhere) > 50 and any(not mask[y:y + 32, x:x + 32].any() for y, x in anywhere)
+    empty = np.zeros_like(mask)
+    assert all(0 <= v <= 32 for _ in range(50) for v in crop_window(empty, 32, rng, on_tumour=1.0))
+
+
+@pytest.mark.slow
+def test_crop_training_with_weight_average_saves_a_whole_slice_model_and_resumes(tmp_path: Path) -> None:
+    from training.saving import read_optimizer_state
+    from training.train import TrainConfig, train
+    from unetpp_gui.core.metadata import read_metadata
+    from unetpp_gui.core.model_io import load_model
+
+    data = _phantom_patients(tmp_path / "data", ["PA", "PB", "PC"])
+    out = tmp_path / "crop.h5"
+    cfg = TrainConfig(data=[str(data)], out=str(out), base_filters=2, depth=3, image_size=64, epochs=1,
+                      batch_size=4, val_patients=["PC"], strategy="default", crop_size=32, crop_tumour=0.8,
+                      ema=0.9)
+    result = train(cfg)
+    assert result.status == "done" and result.best_path == out
+    model = load_model(out).keras_model
+    assert tuple(model.input_shape[1:]) == (64, 64, 3)  # saved at the slice size, not the crop size
+    plain = len(read_optimizer_state(result.last_path))
+    stored = read_metadata(out).training["config"]
+    assert stored["crop_size"] == 32 and stored["ema"] == 0.9
+
+    # resuming keeps the run's crop and average settings (the optimizer holds the averaged copies)
+    again = train(TrainConfig(data=[str(data)], out=str(out), epochs=2, resume=str(result.last_path),
+                              strategy="default"))
+    assert again.status == "done" and len(again.history["loss"]) == 2
+    assert len(read_optimizer_state(again.last_path)) == plain
+    with pytest.raises(ValueError, match="multiple of 4"):
+        train(TrainConfig(data=[str(data)], out=str(tmp_path / "x.h5"), depth=3, image_size=64, crop_size=30))

@@ -40,6 +40,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--oversample", type=int, default=1, help="show tumour slices N times per epoch")
     p.add_argument("--empty-fraction", type=float, default=1.0,
                    help="share of tumour-free training slices drawn each epoch (redrawn per epoch)")
+    p.add_argument("--crop-size", type=int, default=0,
+                   help="train on random N x N crops (about (N/size)^2 of a slice's cost; 0 = whole slices); "
+                        "validation and the saved model use whole slices")
+    p.add_argument("--crop-tumour", type=float, default=0.5,
+                   help="share of crops centred near a tumour pixel (on tumour slices)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this momentum (e.g. 0.995); "
+                        "validation and checkpoints use the average (0 = off)")
     p.add_argument("--resume", help="continue a checkpoint (weights, optimizer state, epoch, split)")
     p.add_argument("--init-from", help="fine-tune: start from this model's weights with a fresh optimizer")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",

@@ -19,13 +19,15 @@ OPT_GROUP = "unetpp_optimizer"
 
 
 def _float32_copy(model: Any, architecture: dict[str, Any]) -> Any:
-    """A float32 twin of a mixed-precision model, so the saved file runs in plain fp32."""
+    """A float32 twin at the stored input size of a mixed-precision model or one trained on crops (any
+    input size), so the saved file runs in plain fp32 at the size the viewer feeds it."""
     import keras
 
     from training.models import build
 
     policy = keras.config.dtype_policy()
-    if all(getattr(l.dtype_policy, "name", "float32") == "float32" for l in model.layers):
+    same_shape = list(model.input_shape[1:]) == list(architecture.get("input_shape", model.input_shape[1:]))
+    if same_shape and all(getattr(l.dtype_policy, "name", "float32") == "float32" for l in model.layers):
         return model
     keras.config.set_dtype_policy("float32")
     try:

@@ -44,6 +44,9 @@ class TrainConfig:
     augment: bool = True
     oversample: int = 1
     empty_fraction: float = 1.0  # share of tumour-free training slices drawn each epoch
+    crop_size: int = 0  # train on random crops of this size (0 = whole slices); validation stays whole
+    crop_tumour: float = 0.5  # share of crops centred near a tumour pixel (tumour slices only)
+    ema: float = 0.0  # exponential moving average of the weights (momentum); 0 = off
     normalize: str = "auto"  # "auto" (the source model's, else none) | "none" | "channel"
     resume: str | None = None
     init_from: str | None = None
@@ -153,7 +156,8 @@ def _emit(progress: Any, event: str, **fields: Any) -> None:
 
 #: Settings a resumed run takes from its checkpoint, whatever the command line says.
 RESUMED_SETTINGS = ("loss", "learning_rate", "lr_schedule", "batch_size", "empty_fraction", "oversample", "augment",
-                    "mixed_precision", "seed", "patience", "val_fraction", "patient_prefix_fields")
+                    "mixed_precision", "seed", "patience", "val_fraction", "patient_prefix_fields", "crop_size",
+                    "crop_tumour", "ema")
 
 
 @dataclass
@@ -244,6 +248,8 @@ def _compiled_model(cfg: TrainConfig, arch: dict[str, Any], n_outputs: int, tota
     from training.models import build
     from training.saving import read_optimizer_state, restore_optimizer
 
+    if cfg.crop_size:  # any input size: crops train, whole slices validate (saved at the stored size)
+        arch = dict(arch, input_shape=[None, None, arch["input_shape"][2]])
     model = build(arch)
     source = cfg.resume or cfg.init_from
     if source:
@@ -253,7 +259,8 @@ def _compiled_model(cfg: TrainConfig, arch: dict[str, Any], n_outputs: int, tota
     lr: Any = cfg.learning_rate
     if cfg.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, total_steps), alpha=0.05)
-    optimizer = keras.optimizers.Adam(lr)
+    ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema else {}
+    optimizer = keras.optimizers.Adam(lr, **ema)
     head = model.output_names[-1] if n_outputs > 1 else None
     metrics = {head: [GlobalDice(name="dice")]} if head else [GlobalDice(name="dice")]
     loss = LOSSES[cfg.loss]
@@ -272,7 +279,7 @@ def _datasets(cfg: TrainConfig, train_arr: Any, val_arr: Any, n_outputs: int, st
     from training.data import make_dataset
 
     train_ds = make_dataset(train_arr, cfg.batch_size, n_outputs, True, cfg.augment, cfg.oversample, cfg.seed,
-                            cfg.empty_fraction)
+                            cfg.empty_fraction, cfg.crop_size, cfg.crop_tumour)
     if cfg.steps_per_epoch:
         train_ds = train_ds.take(steps)
     train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
@@ -347,6 +354,8 @@ def _callbacks(cfg: TrainConfig, saver: _Saver, cancel: threading.Event, progres
     ckpt = cb.Checkpoint(saver.monitor, out, last_path_for(out), saver, cancel, best=best0, best_epoch=best_epoch0,
                          on_save=lambda kind, p, e: _emit(progress, "checkpoint", kind=kind, path=str(p), epoch=e))
     callbacks: list[Any] = [cb.CancelOnFlag(cancel, Path(cfg.cancel_file) if cfg.cancel_file else None), _History(), ckpt]
+    if cfg.ema:  # validate and save the averaged weights (swapped in before the checkpoint runs)
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if progress:
         callbacks.insert(0, progress)
     early = None
@@ -378,6 +387,11 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
         raise ValueError(f"architecture must be one of {ARCHITECTURES}")
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss must be one of {tuple(LOSSES)}")
+    if cfg.crop_size and (cfg.crop_size % 2 ** (cfg.depth - 1) or not 0 < cfg.crop_size <= cfg.image_size):
+        raise ValueError(f"--crop-size must be a multiple of {2 ** (cfg.depth - 1)} between "
+                         f"{2 ** (cfg.depth - 1)} and the image size {cfg.image_size} (or 0 for whole slices)")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ValueError("--ema is a momentum in [0, 1): e.g. 0.995, or 0 for off")
 
     scan = find_pairs(cfg.data, cfg.patient_prefix_fields)
     split = _split(cfg, scan.patients)
