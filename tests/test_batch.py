@@ -19,15 +19,28 @@ from unetpp_gui.ui.main_window import MainWindow
 WAIT = 180_000
 
 
-@pytest.fixture
-def study(tmp_path: Path, lgg: Path) -> Path:
-    """study/<real patient>/ (links to real LGG slices) + study/phantoms/ with broken files."""
-    case = sorted(lgg.glob("TCGA_*"))[0]
-    real = tmp_path / "study" / case.name
-    real.mkdir(parents=True)
-    for s in discover([case]).slices[8:16]:
-        (real / s.name).symlink_to(s)
-        (real / f"{s.stem}_mask.png").symlink_to(s.with_name(f"{s.stem}_mask.png"))
+def _phantom_patient(folder: Path) -> None:
+    """Eight 256x256 phantom slices with masks, named like an LGG patient's (slices 9..16)."""
+    folder.mkdir(parents=True)
+    for i in range(9, 17):
+        img, mask = phantom(256, lesion=i % 3 != 0, seed=i)
+        Image.fromarray(img).save(folder / f"{folder.name}_{i}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{folder.name}_{i}_mask.png")
+
+
+@pytest.fixture(params=["phantom", pytest.param("lgg", marks=pytest.mark.lgg)])
+def study(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """study/<patient>/ (8 real LGG slices linked, or 8 phantom slices under an LGG-style name) with masks,
+    + study/phantoms/ with broken files."""
+    if request.param == "lgg":
+        case = sorted(request.getfixturevalue("lgg").glob("TCGA_*"))[0]
+        real = tmp_path / "study" / case.name
+        real.mkdir(parents=True)
+        for s in discover([case]).slices[8:16]:
+            (real / s.name).symlink_to(s)
+            (real / f"{s.stem}_mask.png").symlink_to(s.with_name(f"{s.stem}_mask.png"))
+    else:
+        _phantom_patient(tmp_path / "study" / "TCGA_PH_0001_20000101")
     ph = tmp_path / "study" / "phantoms"
     ph.mkdir()
     for i in range(4):
@@ -42,7 +55,6 @@ def _visible(win: MainWindow) -> list[str]:
     return [proxy.index(r, 0).data() for r in range(proxy.rowCount())]
 
 
-@pytest.mark.lgg
 def test_batch_table_summary_filters_csv(qtbot, window: MainWindow, study: Path, tmp_path: Path) -> None:
     with qtbot.waitSignal(window.predictions_finished, timeout=WAIT):
         window.open_paths([study])
