@@ -1,8 +1,9 @@
-"""The bridge: runs engine generators off the GUI thread with superqt's thread workers.
+"""The bridge: runs engine work off the GUI thread with superqt's thread workers.
 
-A prediction job is a generator: it ``yield``s each :class:`SliceResult` (delivered to the GUI
-thread through the worker's ``yielded`` signal) and stops at the next yield when the worker is
-asked to quit, so a cancel never cuts a slice in half.
+Each job is one function decorated with ``@thread_worker``: calling it returns an unstarted
+worker (connect its signals, then ``start()``). A generator job ``yield``s each result (delivered
+to the GUI thread through ``yielded``) and stops at the next yield when asked to ``quit()``, so a
+cancel never cuts a slice in half. Errors arrive on ``errored`` (never raised in the GUI thread).
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
-from superqt.utils import create_worker
+from superqt.utils import thread_worker
 
-__all__ = ["create_worker", "discover_worker", "export_study_worker", "load_model_worker", "predict_worker"]
-
+__all__ = ["discover_worker", "export_masks_worker", "export_study_worker", "inspect_folder_worker",
+           "load_model_worker", "predict_worker"]
 
 BACKGROUND_NICE = 10
+
+job = thread_worker(start_thread=False, ignore_errors=True)
 
 
 def background_priority() -> None:
@@ -38,8 +41,10 @@ def background_priority() -> None:
         pass
 
 
-def _load_model(path: str | Path, trust: bool, prune_level: int | None = None, tta: bool = False,
-                precision: str = "float32") -> Any:
+@job
+def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | None = None, tta: bool = False,
+                      precision: str = "float32") -> Any:
+    """Returns a LoadedModel (``returned``) or raises ModelError (``errored``)."""
     background_priority()  # before TensorFlow starts its thread pools here
     from unetpp_gui.core.model_io import load_model
 
@@ -54,42 +59,44 @@ def _load_model(path: str | Path, trust: bool, prune_level: int | None = None, t
     return model
 
 
-def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | None = None,
-                      tta: bool = False, precision: str = "float32") -> Any:
-    """Worker returning a LoadedModel (``returned``) or raising ModelError (``errored``)."""
-    return create_worker(_load_model, path, trust, prune_level, tta, precision, _start_thread=False,
-                         _ignore_errors=True)
-
-
-def _discover(paths: list[str]) -> Any:
+@job
+def discover_worker(paths: list[str]) -> Any:
+    """Folder walking is file I/O on possibly many entries: never on the GUI thread."""
     from unetpp_gui.core.discovery import discover
 
     return discover(paths, volumes=True)  # NIfTI studies become one slice path per axial slice
 
 
-def discover_worker(paths: list[str]) -> Any:
-    """Folder walking is file I/O on possibly many entries: never on the GUI thread."""
-    return create_worker(_discover, paths, _start_thread=False, _ignore_errors=True)
-
-
-def _predict(model: Any, paths: list[Path], batch_size: int, patient_filter: Any) -> Iterator[Any]:
-    background_priority()  # and the decode thread it starts
-    from unetpp_gui.core.inference import predict_patients
-
-    yield from predict_patients(model, paths, model.metadata.pixel_threshold, patient_filter,
-                                batch_size=batch_size, keep_maps=True)
-
-
-def predict_worker(model: Any, paths: list[Path], batch_size: int = 8, patient_filter: Any = None) -> Any:
-    """Generator worker: ``yielded`` gets each SliceResult in order; ``quit()`` cancels.
+@job
+def predict_worker(model: Any, paths: Sequence[Path], batch_size: int = 8, patient_filter: Any = None) -> Iterator[Any]:
+    """Yields each SliceResult in order; ``quit()`` cancels.
 
     With ``patient_filter`` a patient's slices arrive together, once its last slice is predicted.
     """
-    return create_worker(_predict, model, list(paths), batch_size, patient_filter, _start_thread=False,
-                         _ignore_errors=True)
+    background_priority()  # and the decode thread it starts
+    from unetpp_gui.core.inference import predict_patients
+
+    yield from predict_patients(model, list(paths), model.metadata.pixel_threshold, patient_filter,
+                                batch_size=batch_size, keep_maps=True)
 
 
-def _export_study(model: Any, file: Path, out: Path, pixel: float, decision: float, patient_filter: Any) -> Any:
+@job
+def export_masks_worker(model: Any, paths: Sequence[Path], out: Path, pixel: float, color: tuple[int, int, int],
+                        opacity: float, batch_size: int, patient_filter: Any = None) -> Iterator[Any]:
+    """Predicts ``paths`` again, writing each slice's mask and overlay under ``out`` (folders kept below
+    their common roots); yields each SliceResult as it is written."""
+    background_priority()
+    from unetpp_gui.core.export import write_masks
+
+    roots = sorted({p.parent for p in paths})
+    yield from write_masks(model, list(paths), out, roots, pixel, True, color, opacity, batch_size,
+                           patient_filter=patient_filter)
+
+
+@job
+def export_study_worker(model: Any, file: Path, out: Path, pixel: float, decision: float,
+                        patient_filter: Any = None) -> Any:
+    """Returns a VolumeResult after writing ``<study>_pred.nii.gz`` to ``out``."""
     background_priority()
     from unetpp_gui.core.volume import study_of
     from unetpp_gui.core.volume_inference import predict_study, write_study_outputs
@@ -100,8 +107,9 @@ def _export_study(model: Any, file: Path, out: Path, pixel: float, decision: flo
     return result
 
 
-def export_study_worker(model: Any, file: Path, out: Path, pixel: float, decision: float,
-                        patient_filter: Any = None) -> Any:
-    """Worker returning a VolumeResult after writing ``<study>_pred.nii.gz`` to ``out``."""
-    return create_worker(_export_study, model, file, out, pixel, decision, patient_filter, _start_thread=False,
-                         _ignore_errors=True)
+@job
+def inspect_folder_worker(folder: str) -> Any:
+    """A training-data folder checked once: yields (checked, total) now and then, returns its FolderReport."""
+    from training.data import inspect_folder
+
+    return (yield from inspect_folder(folder))

@@ -5,13 +5,16 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QCheckBox, QColorDialog, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+    QCheckBox, QColorDialog, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel,
     QPushButton, QSlider, QVBoxLayout, QWidget,
 )
+from superqt import QLabeledDoubleSlider
 
 from unetpp_gui import RESEARCH_NOTICE
 from unetpp_gui.core.overlay import DEFAULT_COLOR
 from unetpp_gui.core.postprocess import Derived
+from unetpp_gui.core.review import DECISION_PERCENT_DECIMALS, PIXEL_DECIMALS, PIXEL_RANGE, ThresholdModel
+from unetpp_gui.core.store import Thresholds
 
 BADGE_STYLE = "QLabel {{ background: {bg}; color: white; font-size: 20pt; font-weight: bold; padding: 10px; border-radius: 6px; }}"
 
@@ -90,23 +93,23 @@ class ResultsPanel(QGroupBox):
 
 
 class Controls(QGroupBox):
-    """Thresholds and display options; ``changed`` fires on every edit (no model call needed)."""
+    """Edits a :class:`ThresholdModel` and the display options; ``changed`` fires on every change of
+    either (no model call needed). The thresholds live in the model, the widgets only show them."""
 
     changed = Signal()
     reset_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, thresholds: ThresholdModel | None = None, parent: QWidget | None = None) -> None:
         super().__init__("Thresholds and display", parent)
-        self.pixel_slider = QSlider(Qt.Horizontal)
-        self.pixel_slider.setRange(1, 99)
-        self.pixel_spin = QDoubleSpinBox()
-        self.pixel_spin.setRange(0.01, 0.99)
-        self.pixel_spin.setSingleStep(0.01)
-        self.pixel_spin.setDecimals(2)
-        self.pixel_spin.setToolTip("A pixel is tumour when its probability exceeds this.")
+        self.model = thresholds or ThresholdModel()
+        self.pixel = QLabeledDoubleSlider(Qt.Horizontal)  # slider and its value box kept in step by superqt
+        self.pixel.setRange(*PIXEL_RANGE)
+        self.pixel.setSingleStep(10 ** -PIXEL_DECIMALS)
+        self.pixel.setDecimals(PIXEL_DECIMALS)
+        self.pixel.setToolTip("A pixel is tumour when its probability exceeds this.")
         self.decision_spin = QDoubleSpinBox()
         self.decision_spin.setRange(0.0, 100.0)
-        self.decision_spin.setDecimals(3)
+        self.decision_spin.setDecimals(DECISION_PERCENT_DECIMALS)
         self.decision_spin.setSingleStep(0.01)
         self.decision_spin.setSuffix(" %")
         self.decision_spin.setToolTip("A slice is called TUMOUR when the mask covers more than this share of it.")
@@ -126,11 +129,8 @@ class Controls(QGroupBox):
         self.color = QColor(*DEFAULT_COLOR)
         self._update_color_button()
 
-        pixel_row = QHBoxLayout()
-        pixel_row.addWidget(self.pixel_slider)
-        pixel_row.addWidget(self.pixel_spin)
         form = QFormLayout()
-        form.addRow("Pixel threshold", pixel_row)
+        form.addRow("Pixel threshold", self.pixel)
         form.addRow("Decision threshold", self.decision_spin)
         form.addRow("Overlay opacity", self.opacity)
         form.addRow("Overlay style", self.mode)
@@ -141,9 +141,10 @@ class Controls(QGroupBox):
         layout.addWidget(self.show_gt)
         layout.addWidget(reset)
 
-        self.pixel_slider.valueChanged.connect(lambda v: self.pixel_spin.setValue(v / 100))
-        self.pixel_spin.valueChanged.connect(self._pixel_changed)
-        self.decision_spin.valueChanged.connect(lambda _: self.changed.emit())
+        self._show(self.model.value)
+        self.model.connect(self._on_model)
+        self.pixel.valueChanged.connect(lambda v: self.model.set(pixel=v))
+        self.decision_spin.valueChanged.connect(lambda v: self.model.set(decision=v / 100.0))
         self.opacity.valueChanged.connect(lambda _: self.changed.emit())
         self.mode.currentIndexChanged.connect(lambda _: self.changed.emit())
         self.mask_view.currentIndexChanged.connect(lambda _: self.changed.emit())
@@ -151,11 +152,16 @@ class Controls(QGroupBox):
         self.color_button.clicked.connect(self._pick_color)
         reset.clicked.connect(self.reset_requested.emit)
 
-    def _pixel_changed(self, value: float) -> None:
-        self.pixel_slider.blockSignals(True)
-        self.pixel_slider.setValue(round(value * 100))
-        self.pixel_slider.blockSignals(False)
+    def _on_model(self, value: Thresholds) -> None:
+        self._show(value)
         self.changed.emit()
+
+    def _show(self, value: Thresholds) -> None:
+        """Put the model's value in the widgets without their edits echoing back into it."""
+        for widget, shown in ((self.pixel, value.pixel), (self.decision_spin, value.decision * 100.0)):
+            widget.blockSignals(True)
+            widget.setValue(shown)
+            widget.blockSignals(False)
 
     def _pick_color(self) -> None:
         color = QColorDialog.getColor(self.color, self, "Overlay colour")
@@ -173,18 +179,14 @@ class Controls(QGroupBox):
 
     @property
     def pixel_threshold(self) -> float:
-        return round(self.pixel_spin.value(), 2)
+        return self.model.value.pixel
 
     @property
     def decision_threshold(self) -> float:
-        return self.decision_spin.value() / 100.0
+        return self.model.value.decision
 
     def set_thresholds(self, pixel: float, decision: float) -> None:
-        self.blockSignals(True)
-        self.pixel_spin.setValue(pixel)
-        self.decision_spin.setValue(decision * 100.0)
-        self.blockSignals(False)
-        self.changed.emit()
+        self.model.set(pixel, decision)
 
     @property
     def rgb(self) -> tuple[int, int, int]:

@@ -6,7 +6,6 @@ threads (:mod:`unetpp_gui.workers`); the GUI thread only thresholds cached maps 
 
 from __future__ import annotations
 
-import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from unetpp_gui.core.image_io import save_png
 from unetpp_gui.core.inference import SliceResult
 from unetpp_gui.core.overlay import render_overlay
 from unetpp_gui.core.postprocess import binarize
+from unetpp_gui.core.review import JobProgress, ThresholdModel, prediction_order
 from unetpp_gui.core.store import SliceStore, Thresholds
 from unetpp_gui.ui import menus
 from unetpp_gui.ui.batch_view import BatchView
@@ -59,8 +59,8 @@ class MainWindow(QMainWindow):
         self.current: Path | None = None
         self.predicted_count = 0  # slices run through the model in this window
         self._job: Any = None
-        self._job_total = 0
-        self._job_done = 0
+        self.job_progress = JobProgress(0)
+        self.threshold_model = ThresholdModel()  # what the controls edit and every view reads
         self._loading_model: Any = None
         self._jobs_alive: list[Any] = []  # keep workers referenced until they finish
         self._closed = False  # worker signals can arrive after the window is gone
@@ -70,7 +70,7 @@ class MainWindow(QMainWindow):
         self.slice_list.setMinimumWidth(190)
         self.panels = ImagePanels()
         self.results = ResultsPanel()
-        self.controls = Controls()
+        self.controls = Controls(self.threshold_model)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.results)
@@ -285,23 +285,15 @@ class MainWindow(QMainWindow):
     def schedule_predictions(self) -> None:
         if self.model is None or self._job is not None:
             return
-        pending = self.store.pending()
+        pending = prediction_order(self.store.pending(), self.current, self.store.patient,
+                                   whole_patient=self.active_patient_filter() is not None)
         if not pending:
             return
-        if self.current in pending:  # what the user looks at goes first (with the 3-D filter: its patient)
-            if self.active_patient_filter() is not None:
-                patient = self.store.patient(self.current)
-                first = [p for p in pending if self.store.patient(p) == patient]
-                pending = first + [p for p in pending if self.store.patient(p) != patient]
-            else:
-                pending.remove(self.current)
-                pending.insert(0, self.current)
-        self._job_total, self._job_done = len(pending), 0
-        self._job_started = time.monotonic()
+        self.job_progress = JobProgress(len(pending))
         self.progress.setRange(0, len(pending))
         self.progress.setValue(0)
         self.progress.show()
-        self.progress_text.setText(f"0 / {len(pending)}")
+        self.progress_text.setText(self.job_progress.fraction_text())
         self.progress_text.show()
         self.cancel_button.show()
         self.status.setText(f"Predicting {len(pending)} slice(s)…")
@@ -335,16 +327,12 @@ class MainWindow(QMainWindow):
             return
         self.store.put(res)
         self.predicted_count += 1
-        self._job_done += 1
-        self.progress.setValue(self._job_done)
-        self.progress_text.setText(f"{self._job_done} / {self._job_total}")
+        self.job_progress.tick()
+        self.progress.setValue(self.job_progress.done)
+        self.progress_text.setText(self.job_progress.fraction_text())
         self.slice_list.list_model.refresh(self.store.index(res.path))
         self.batch.slice_updated(res.path)
-        elapsed = time.monotonic() - self._job_started
-        rate = self._job_done / max(elapsed, 1e-6)
-        left = (self._job_total - self._job_done) / rate if rate else 0.0
-        self.status.setText(f"Predicting: {self._job_done}/{self._job_total} slices, {rate:.1f} slices/s, "
-                            f"ETA {left:.0f} s")
+        self.status.setText(self.job_progress.status_text())
         if res.error:
             self._say(f"{res.path.name}: {res.error}", error=True)
         if res.path == self.current:
@@ -357,7 +345,7 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self.progress_text.hide()
         self.cancel_button.hide()
-        if self.store.pending() and self._job_done == self._job_total:
+        if self.store.pending() and self.job_progress.complete:
             self.schedule_predictions()  # slices added while the job ran
             return
         done = sum(1 for r in self.store.compact.values() if r.ok)
@@ -371,7 +359,7 @@ class MainWindow(QMainWindow):
 
     # ----- display ---------------------------------------------------------------------------------
     def thresholds(self) -> Thresholds:
-        return Thresholds(self.controls.pixel_threshold, self.controls.decision_threshold)
+        return self.threshold_model.value
 
     def _on_row(self, row: int) -> None:
         if row < 0:
@@ -463,22 +451,11 @@ class MainWindow(QMainWindow):
         if self.model is None or not self.store.paths:
             self._say("Nothing to export yet.", error=True)
             return None
-        from superqt.utils import create_worker
-
-        from unetpp_gui.core.export import write_masks
-
         c, t = self.controls, self.thresholds()
         paths = [p for p in self.store.paths if p in self.store.compact and self.store.compact[p].ok]
-        roots = sorted({p.parent for p in paths})
-        gen = write_masks(self.model, paths, Path(folder), roots, t.pixel, True, c.rgb, c.opacity.value() / 100,
-                          self.effective_batch_size())
+        worker = workers.export_masks_worker(self.model, paths, Path(folder), t.pixel, c.rgb, c.opacity.value() / 100,
+                                             self.effective_batch_size(), self.active_patient_filter())
         count = [0]
-
-        def run() -> Any:
-            for res in gen:
-                yield res
-
-        worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(lambda _r: (count.__setitem__(0, count[0] + 1),
                                            self.status.setText(f"Exporting masks: {count[0]}/{len(paths)}")))
         worker.finished.connect(lambda: self._say(f"Exported {count[0]} mask(s) and overlay(s) to {folder}"))

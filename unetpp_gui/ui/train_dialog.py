@@ -234,7 +234,7 @@ class TrainDialog(QDialog):
             return None
         self.cancel_scan()
         self.scan_label.setText("Scanning…")
-        worker = workers.create_worker(_inspect, folder, _start_thread=False, _ignore_errors=True)
+        worker = workers.inspect_folder_worker(folder)
         worker.yielded.connect(self._on_scan_progress)
         worker.returned.connect(self._on_scan)
         worker.errored.connect(lambda e: self._data_problem(f"Could not read {folder}: {e}"))
@@ -500,9 +500,3 @@ def default_output() -> Path:
     base = QStandardPaths.writableLocation(QStandardPaths.AppDataLocation) or str(Path.home())
     return Path(base) / "models" / "unetpp_model.h5"
 
-
-def _inspect(folder: str) -> Any:
-    """Worker body: progress tuples are yielded, the FolderReport is returned."""
-    from training.data import inspect_folder
-
-    return (yield from inspect_folder(folder))
