@@ -1,4 +1,4 @@
-"""Folder inference throughput: engine vs the prototype's loop, vs the compute bound, bf16.
+"""Folder inference throughput: engine vs the prototype's loop, vs the hardware's bound, bf16, OpenVINO.
 
 Prints a markdown section. Usage: python benchmarks/bench_throughput.py [N_SLICES]
 """
@@ -51,6 +51,69 @@ def conv_peak() -> float:
     return best
 
 
+def sgemm_peak() -> float:
+    """Measured FLOP/s of this machine's float32 matrix multiply (numpy's BLAS, all cores): the hardware bound."""
+    rng = np.random.default_rng(0)
+    best = 0.0
+    for n in (1024, 2048):
+        a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
+        a @ b
+        reps = 5
+        with timer() as t:
+            for _ in range(reps):
+                a @ b
+        best = max(best, 2 * n**3 * reps / t[0])
+    return best
+
+
+def agreement(model_a, model_b, paths) -> tuple[float, float, int]:
+    """(max |probability difference|, mask Dice at 0.5, slices) of two models on every 5th slice."""
+    from unetpp_gui.core.image_io import load_image
+    from unetpp_gui.core.inference import prepare_for
+
+    worst, inter, tot, n = 0.0, 0, 0, 0
+    for p in paths[::5]:
+        x = prepare_for(model_a, load_image(p))[0][None]
+        a, b = model_a.predict_batch(x)[0], model_b.predict_batch(x)[0]
+        worst = max(worst, float(np.abs(a - b).max()))
+        inter += int(((a > 0.5) & (b > 0.5)).sum())
+        tot += int((a > 0.5).sum() + (b > 0.5).sum())
+        n += 1
+    return worst, (2 * inter / tot if tot else 1.0), n
+
+
+def openvino_rows(model, paths, base_rate: float, tf_rates: dict[int, float]) -> None:
+    """OpenVINO (if installed) against TensorFlow on the same slices, float32 and, where native, bfloat16."""
+    from unetpp_gui.core import openvino_runtime
+    from unetpp_gui.core.model_io import cpu_supports_bf16, load_model
+
+    if openvino_runtime.version() is None:
+        print("OpenVINO: not installed here (pip install .[fast]); no comparison.\n")
+        return
+    print(f"OpenVINO {openvino_runtime.version()} against TensorFlow, same slices, same process:\n")
+    print("| runtime | precision | batch | slices/s | ratio vs TensorFlow (same precision, same batch) | ratio vs prototype "
+          "| max abs prob. diff vs TF fp32 | mask Dice vs TF fp32 |\n|---|---|---|---|---|---|---|---|")
+    precisions = ["float32"] + (["bfloat16"] if cpu_supports_bf16() else [])
+    for precision in precisions:
+        tf_model = model if precision == "float32" else load_model(model_path(), precision=precision)
+        ov_model = load_model(model_path(), precision=precision, runtime="openvino")
+        for bs in (1, 8):
+            rates = {}
+            for name, m in (("TensorFlow", tf_model), ("OpenVINO", ov_model)):
+                if name == "TensorFlow" and precision == "float32" and bs in tf_rates:
+                    rates[name] = tf_rates[bs]
+                    continue
+                engine(m, paths[:16], bs)
+                with timer() as t:
+                    engine(m, paths, bs)
+                rates[name] = len(paths) / t[0]
+            diff, dice, n = agreement(model, ov_model, paths)
+            print(f"| OpenVINO | {precision} | {bs} | {rates['OpenVINO']:.2f} | "
+                  f"{rates['OpenVINO'] / rates['TensorFlow']:.2f}x (TF {rates['TensorFlow']:.2f}) | "
+                  f"{rates['OpenVINO'] / base_rate:.2f}x | {diff:.1e} | {dice:.4f} ({n} slices) |")
+    print()
+
+
 def main() -> None:
     from unetpp_gui.core.architecture import extract_grid
     from unetpp_gui.core.model_io import load_model
@@ -86,6 +149,7 @@ def main() -> None:
     flops = extract_grid(model.keras_model).total_flops
     peak = conv_peak()
     bound = peak / flops
+    sgemm = sgemm_peak()
     print("| path | slices/s | ratio vs prototype |\n|---|---|---|")
     for name, rate, ratio in rows:
         print(f"| {name} | {rate:.2f} | {ratio:.2f}x |")
@@ -95,6 +159,10 @@ def main() -> None:
           f"{bound:.2f} slices/s. Best engine rate (batch {best_bs}) {rates[best_bs]:.2f} slices/s = "
           f"**{rates[best_bs] / bound * 100:.0f} % of the bound** ({model.folded_batch_norms} batch norms folded "
           f"into their convolutions: {rates[best_bs] / rate_unfolded:.2f}x the unfolded rate).\n")
+    print(f"Against the hardware: float32 matrix multiply (numpy's BLAS, {__import__('os').cpu_count()} cores) "
+          f"runs at {sgemm / 1e9:.0f} GFLOP/s here; the engine's best rate is "
+          f"{rates[best_bs] * flops / 1e9:.0f} GFLOP/s of convolution = **{rates[best_bs] * flops / sgemm * 100:.0f} % "
+          f"of sgemm** (TensorFlow's own 3x3 convolutions reach {peak / sgemm * 100:.0f} % of it).\n")
 
     model_bf = load_model(model_path(), precision="bfloat16")  # the engine's bf16 path (Model menu, --precision)
     engine(model_bf, paths[:16], best_bs)
@@ -117,6 +185,7 @@ def main() -> None:
     print(f"bf16 inference (mixed_bfloat16, batch {best_bs}): **{rate_bf:.2f} slices/s = "
           f"{rate_bf / base_rate:.2f}x the prototype**, {rate_bf / rates[best_bs]:.2f}x fp32; mask Dice fp32 vs bf16 {dice:.4f} on "
           f"{len(paths[:: max(1, len(paths) // 60)])} slices; same tumour decision on {same * 100:.1f} % of slices.\n")
+    openvino_rows(model, paths, base_rate, rates)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from unetpp_gui.core.model_io import load_model, resolve_model_path
 
     model = load_model(resolve_model_path(args.model), trust=args.trust_model, prune_level=args.prune, tta=args.tta,
-                       precision=args.precision)
+                       precision=args.precision, runtime=args.runtime)
+    if not args.quiet:
+        print(f"unetpp: inference runs on {_runtime_text(model)}", file=sys.stderr)
     meta = model.metadata
     pt = args.pixel_threshold if args.pixel_threshold is not None else meta.pixel_threshold
     dt = args.decision_threshold if args.decision_threshold is not None else meta.decision_threshold
@@ -148,7 +150,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from unetpp_gui.resources import bundled_model_path, model_card_path
 
     path = resolve_model_path(args.model)
-    model = load_model(path, trust=args.trust_model)
+    model = load_model(path, trust=args.trust_model, precision="auto", runtime=args.runtime)  # as predict runs it
     info = model.summary()
     meta = model.metadata
     info["architecture"] = meta.architecture
@@ -175,6 +177,20 @@ def cmd_info(args: argparse.Namespace) -> int:
         write_diagram(model.keras_model, args.diagram)
         print(f"diagram written to {args.diagram}", file=sys.stderr)
     return 0
+
+
+def _add_runtime_argument(p: argparse.ArgumentParser) -> None:
+    from unetpp_gui.core.openvino_runtime import RUNTIMES
+
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="what runs the network: auto = OpenVINO where installed (pip install .[fast]; converted "
+                        "once and cached), else TensorFlow")
+
+
+def _runtime_text(model: object) -> str:
+    runtime = {"openvino": "OpenVINO", "tensorflow": "TensorFlow"}[model.runtime]  # type: ignore[attr-defined]
+    note = model.runtime_note  # type: ignore[attr-defined]
+    return f"{runtime}, {model.precision}" + (f" ({note})" if note and not note.startswith("OpenVINO") else "")  # type: ignore[attr-defined]
 
 
 def _card_summary(text: str) -> str:
@@ -215,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="average with the left-right mirror (2x time)")
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="bfloat16 is faster on CPUs with AVX512-BF16/AMX; auto uses it where the CPU has it")
+    _add_runtime_argument(p)
     p.add_argument("--patient-filter", choices=("auto", "off"), default="auto",
                    help="3-D filter over each patient folder's slices (auto: as the model's metadata says)")
     p.add_argument("--quiet", action="store_true")
@@ -224,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.add_argument("--json", action="store_true")
     p.add_argument("--diagram", help="write the nested-architecture picture (.svg or .png)")
+    _add_runtime_argument(p)
     p.add_argument("--trust-model", action="store_true")
     p.set_defaults(func=cmd_info)
 

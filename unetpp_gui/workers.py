@@ -43,12 +43,12 @@ def background_priority() -> None:
 
 @job
 def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | None = None, tta: bool = False,
-                      precision: str = "float32") -> Any:
+                      precision: str = "float32", runtime: str = "tensorflow") -> Any:
     """Returns a LoadedModel (``returned``) or raises ModelError (``errored``)."""
     background_priority()  # before TensorFlow starts its thread pools here
     from unetpp_gui.core.model_io import load_model
 
-    model = load_model(path, trust=trust, prune_level=prune_level, tta=tta, precision=precision)
+    model = load_model(path, trust=trust, prune_level=prune_level, tta=tta, precision=precision, runtime=runtime)
     # Warm up (trace the graph here, so the first real slice is not slowed by it) and choose the batch
     # size by measurement, cached per model and machine (core.batching).
     if model.input_hw is not None:

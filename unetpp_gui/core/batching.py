@@ -33,7 +33,8 @@ def cache_key(model: Any) -> str:
         stamp = "?"
     from unetpp_gui.core.model_io import cpu_info
 
-    return (f"{Path(model.path).resolve()}:{stamp}:{model.precision}:tta={model.tta}:L={model.prune_level}:"
+    return (f"{Path(model.path).resolve()}:{stamp}:{model.precision}:{getattr(model, 'runtime', 'tensorflow')}:"
+            f"tta={model.tta}:L={model.prune_level}:"
             f"{cpu_info()[0]}:{os.cpu_count()}")
 
 

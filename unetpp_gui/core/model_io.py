@@ -112,6 +112,9 @@ class LoadedModel:
     folded_batch_norms: int = 0  # batch norms folded into their convolutions in runtime_model
     batch_size_choice: int | None = None  # measured fastest batch size here (core.batching), when asked
     batch_size_note: str = ""
+    runtime: str = "tensorflow"  # what runs inference: "tensorflow" or "openvino" (core.openvino_runtime)
+    runtime_note: str = ""  # the runtime's version and cache file, or why the one asked for is not used
+    runtime_runner: Any = None  # OpenVINO's compiled model, called in place of TensorFlow's graph
     _functions: dict[tuple[int, int, bool], Callable[..., Any]] = field(default_factory=dict, repr=False)
 
     @cached_property
@@ -149,10 +152,14 @@ class LoadedModel:
             "patient_filter": self.patient_filter.describe() if self.patient_filter else "off",
             "metadata_in_file": self.metadata.from_file,
             "precision": self.precision,
+            "runtime": self.runtime,
+            "runtime_note": self.runtime_note,
             "folded_batch_norms": self.folded_batch_norms,
         }
 
     def _function(self, hw: tuple[int, int]) -> Callable[..., Any]:
+        if self.runtime_runner is not None:
+            return self.runtime_runner
         key = (hw[0], hw[1], self.tta)
         fn = self._functions.get(key)
         if fn is None:
@@ -213,7 +220,8 @@ def _head_activation(keras_model: Any, output_index: int) -> str | None:
 
 
 def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
-               prune_level: int | None = None, tta: bool = False, precision: str = "float32") -> LoadedModel:
+               prune_level: int | None = None, tta: bool = False, precision: str = "float32",
+               runtime: str = "tensorflow") -> LoadedModel:
     """Load a segmentation model for inference (never compiles, never trains).
 
     Refuses files that would run stored code (Lambda layers) unless ``trust`` is set, and
@@ -224,6 +232,8 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     so only on such CPUs; a model that cannot be rebuilt that way stays float32.
     ``keras_model`` is the network as in the file (pruned if asked); inference runs ``runtime_model``,
     the same function with batch norms folded into their convolutions and the chosen precision.
+    ``runtime`` "openvino" runs that network with OpenVINO (converted once, cached), "auto" does so where
+    OpenVINO is installed; either falls back to TensorFlow, saying why in ``runtime_note``.
     """
     path = Path(path)
     if not path.exists():
@@ -265,13 +275,18 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    runtime, folded, used = model, 0, "float32"
+    from unetpp_gui.core.openvino_runtime import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
+    network, folded, used = model, 0, "float32"
     if not unsafe:  # a model with stored code is never rebuilt from its config
-        runtime, folded = fold_batch_norm(model)
-        if precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16()):
-            fast = _bfloat16_copy(runtime)
-            if fast is not None:
-                runtime, used = fast, "bfloat16"
+        network, folded = fold_batch_norm(model)
+    run = network
+    if not unsafe and (precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16())):
+        fast = _bfloat16_copy(network)
+        if fast is not None:
+            run, used = fast, "bfloat16"
 
     inputs = model.inputs
     if len(inputs) != 1:
@@ -292,7 +307,7 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         raise ModelError(
             f"{path.name} output {oshape} is not a segmentation map (need 1 sigmoid or 2 softmax channels)."
         )
-    return LoadedModel(
+    loaded = LoadedModel(
         path=path,
         keras_model=model,
         metadata=read_metadata(path),
@@ -307,9 +322,25 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         prune_levels=levels if len(levels) > 1 else (),
         tta=tta,
         precision=used,
-        runtime_model=runtime,
+        runtime_model=run,
         folded_batch_norms=folded,
     )
+    if runtime != "tensorflow":
+        _try_openvino(loaded, network, unsafe, explicit=runtime == "openvino")
+    return loaded
+
+
+def _try_openvino(model: LoadedModel, network: Any, unsafe: list[str], explicit: bool) -> None:
+    """Run ``network`` with OpenVINO where it can; otherwise TensorFlow runs it, and the note says why
+    (for "auto" only when OpenVINO is installed: not having it is the normal case)."""
+    from unetpp_gui.core import openvino_runtime
+
+    if unsafe:
+        why: str | None = "OpenVINO does not run models with stored code"
+    else:
+        why = openvino_runtime.attach(model, network)
+    if why is not None and (explicit or openvino_runtime.version() is not None):
+        model.runtime_note = f"TensorFlow: {why}"
 
 
 PRECISIONS = ("float32", "bfloat16", "auto")

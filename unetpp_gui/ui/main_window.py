@@ -136,10 +136,11 @@ class MainWindow(QMainWindow):
 
     # ----- model -------------------------------------------------------------------------------
     def load_model(self, path: str | Path, trust: bool = False, prune_level: int | None = None,
-                   tta: bool = False, precision: str | None = None) -> None:
+                   tta: bool = False, precision: str | None = None, runtime: str | None = None) -> None:
         """Load a model in the background; the current one stays active until the new one works.
 
-        ``precision`` (float32 / bfloat16 / auto) defaults to the remembered choice, "auto" at first.
+        ``precision`` (float32 / bfloat16 / auto) and ``runtime`` (auto / tensorflow / openvino) default to
+        the remembered choice, "auto" at first.
         """
         self.status.setText(f"Loading model {Path(path).name} in the background…")
         self.empty.set_model_state(f"Loading model {Path(path).name}… (slices can be opened meanwhile; "
@@ -149,7 +150,8 @@ class MainWindow(QMainWindow):
             self.controls.setEnabled(False)  # its thresholds are not known yet
         self._trust = trust
         precision = precision or str(self.settings.value("inference/precision", "auto"))
-        worker = workers.load_model_worker(path, trust, prune_level, tta, precision)
+        runtime = runtime or str(self.settings.value("inference/runtime", "auto"))
+        worker = workers.load_model_worker(path, trust, prune_level, tta, precision, runtime)
         worker.returned.connect(self._on_model_loaded)
         worker.errored.connect(self._on_model_error)
         self._track(worker)
@@ -164,7 +166,8 @@ class MainWindow(QMainWindow):
         self.model = model
         meta = model.metadata
         variant = ((f", pruned L{model.prune_level}" if model.prune_level else "") + (", TTA" if model.tta else "")
-                   + (", bfloat16" if model.precision == "bfloat16" else ""))
+                   + (", bfloat16" if model.precision == "bfloat16" else "")
+                   + (", OpenVINO" if model.runtime == "openvino" else ""))
         self.results.model.setText(f"{model.name} ({model.n_params:,} parameters{variant})")
         menus.sync_inference_menu(self)
         self.results.model.setToolTip(str(model.path))
@@ -197,17 +200,20 @@ class MainWindow(QMainWindow):
         box.show()  # non-blocking
         self.model_failed.emit(msg)
 
-    def set_inference(self, prune_level: Any = "keep", tta: Any = "keep", precision: str | None = None) -> None:
-        """Reload the current model file pruned to a level, with test-time augmentation, or in another
-        precision (remembered for later sessions)."""
+    def set_inference(self, prune_level: Any = "keep", tta: Any = "keep", precision: str | None = None,
+                      runtime: str | None = None) -> None:
+        """Reload the current model file pruned to a level, with test-time augmentation, in another
+        precision or on another runtime (precision and runtime are remembered for later sessions)."""
         if self.model is None:
             return
         level = self.model.prune_level if prune_level == "keep" else prune_level
         use_tta = self.model.tta if tta == "keep" else bool(tta)
         if precision is not None:
             self.settings.setValue("inference/precision", precision)
+        if runtime is not None:
+            self.settings.setValue("inference/runtime", runtime)
         self.load_model(self.model.path, getattr(self, "_trust", False), level, use_tta,
-                        precision or self.model.precision)
+                        precision or self.model.precision, runtime)
 
     def go_to_largest_tumour(self) -> Path | None:
         """Show the slice of the current patient with the largest predicted tumour area (if any)."""

@@ -76,6 +76,9 @@ def build_menus(win: Any) -> None:
     win.bf16_action = action(model_menu, "&bfloat16 inference (faster; CPUs with AVX512-BF16 or AMX)",
                              lambda checked=False: win.set_inference(precision="bfloat16" if checked else "float32"))
     win.bf16_action.setCheckable(True)
+    win.openvino_action = action(model_menu, "Run with &OpenVINO (faster on CPUs; pip install .[fast])",
+                                 lambda checked=False: win.set_inference(runtime="openvino" if checked else "tensorflow"))
+    win.openvino_action.setCheckable(True)
     model_menu.addSeparator()
     win.patient_filter_action = action(
         model_menu, "&Patient 3-D filter (drop specks no lesion in neighbouring slices supports)",
@@ -100,6 +103,13 @@ def sync_inference_menu(win: Any) -> None:
 
     win.bf16_action.setEnabled(m is not None and cpu_supports_bf16())
     win.bf16_action.setChecked(bool(m is not None and m.precision == "bfloat16"))
+    from unetpp_gui.core.openvino_runtime import version as openvino_version
+
+    ov = openvino_version()
+    win.openvino_action.setEnabled(m is not None and ov is not None)
+    win.openvino_action.setChecked(bool(m is not None and m.runtime == "openvino"))
+    win.openvino_action.setToolTip((m.runtime_note if m is not None and m.runtime_note else "") or
+                                   ("OpenVINO " + ov if ov else "OpenVINO is not installed (pip install .[fast])"))
     flt = m.patient_filter if m is not None else None
     win.patient_filter_action.setEnabled(flt is not None)
     win.patient_filter_action.setChecked(win.active_patient_filter() is not None)

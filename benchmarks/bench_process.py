@@ -1,0 +1,83 @@
+"""Whole process, as a user runs it: a seed-style script vs `unetpp predict` on one folder of N slices.
+
+Each path runs in a fresh process and is timed from process start to exit (Python start, TensorFlow
+import, model load, every slice decoded, predicted and its mask written). `unetpp predict` runs with an
+empty cache (its first run on a machine: batch sizes measured, OpenVINO conversion) and again with the
+cache it left (every later run). Prints a markdown section.
+
+Usage: python benchmarks/bench_process.py [N_SLICES]
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import lgg_slices, machine, model_path
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+
+# The prototype's way: one model.predict per file, threshold 0.5, one mask PNG per slice.
+SEED_SCRIPT = """
+import sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+model = tf.keras.models.load_model(sys.argv[1], compile=False)
+out = Path(sys.argv[3])
+out.mkdir(parents=True, exist_ok=True)
+for p in sorted(Path(sys.argv[2]).glob("*.png")):
+    x = np.asarray(Image.open(p).convert("RGB").resize((256, 256)), np.float32) / 255.0
+    y = model.predict(x[None], verbose=0)
+    y = y[-1] if isinstance(y, list) else y
+    Image.fromarray(((y[0, ..., 0] > 0.5) * 255).astype(np.uint8)).save(out / f"{p.stem}_pred.png")
+"""
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if res.returncode != 0:
+        sys.exit(f"{cmd[:4]} failed ({res.returncode}): {res.stderr[-1500:]}")
+    return took
+
+
+def main() -> None:
+    from unetpp_gui.core import openvino_runtime
+
+    work = Path(tempfile.mkdtemp(prefix="bench-process-"))
+    folder = work / "slices"
+    folder.mkdir()
+    for p in lgg_slices(N):  # one flat folder of images (no masks), links to the data set
+        (folder / p.name).symlink_to(p)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    unetpp = [sys.executable, "-m", "unetpp_gui.cli", "predict", str(folder), "--model", str(model_path()), "--quiet"]
+    seed = timed([sys.executable, "-c", SEED_SCRIPT, str(model_path()), str(folder), str(work / "seed")], env)
+    rows = [("seed-style script (model.predict per file, TensorFlow float32)", seed)]
+    runtimes = ["tensorflow"] + (["auto"] if openvino_runtime.version() else [])
+    for runtime in runtimes:
+        cache = work / f"cache-{runtime}"
+        run_env = {**env, "XDG_CACHE_HOME": str(cache)}
+        name = "TensorFlow" if runtime == "tensorflow" else f"OpenVINO {openvino_runtime.version()}"
+        for when in ("first run, empty cache", "later run, cached"):
+            out = work / f"out-{runtime}-{when[:5]}"
+            rows.append((f"`unetpp predict --runtime {runtime}` ({name}; {when})",
+                         timed([*unetpp, "--out", str(out), "--runtime", runtime], run_env)))
+    print(f"### Whole process: {N} slices of one folder, seed-style script vs `unetpp predict`\n")
+    print(f"Machine: {machine()}. Each row is a fresh process timed from start to exit (TensorFlow import, "
+          "model load, decode, predict, write every mask); precision is `unetpp predict`'s default (auto: "
+          "bfloat16 only on CPUs with native bfloat16).\n")
+    print("| process | wall time (s) | slices/s | speed-up vs seed script |\n|---|---|---|---|")
+    for name, took in rows:
+        print(f"| {name} | {took:.1f} | {N / took:.2f} | {seed / took:.2f}x |")
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""OpenVINO as the optional CPU runtime: same probabilities as TensorFlow, converted once, falls back."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unetpp_gui.core import openvino_runtime
+from unetpp_gui.core.model_io import load_model
+
+needs_openvino = pytest.mark.skipif(openvino_runtime.version() is None, reason="OpenVINO not installed")
+
+
+@pytest.fixture(scope="module")
+def ds_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny deep-supervision UNet++ with random weights (its outputs vary over the image)."""
+    from conftest import _tiny_unetpp
+    from training.saving import save_model
+    from unetpp_gui.core.metadata import ModelMetadata
+
+    path = tmp_path_factory.mktemp("ov") / "ds.h5"
+    arch = {"name": "unetpp", "input_shape": [64, 64, 3], "base_filters": 2, "depth": 3, "deep_supervision": True}
+    save_model(_tiny_unetpp(deep_supervision=True), path, ModelMetadata(name="ds", architecture=arch))
+    return path
+
+
+def _batch() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    x = rng.random((3, 64, 64, 3), np.float32)
+    x[:, 20:40, 10:30] = 0.9  # some structure, so the probabilities spread
+    return x
+
+
+@needs_openvino
+@pytest.mark.parametrize("variant", [{}, {"tta": True}, {"prune_level": 1}])
+def test_openvino_gives_tensorflows_probabilities(ds_model: Path, variant: dict, tmp_path: Path) -> None:
+    tf_model = load_model(ds_model, **variant)
+    ov_model = load_model(ds_model, runtime="openvino", **variant)
+    assert tf_model.runtime == "tensorflow" and ov_model.runtime == "openvino", ov_model.runtime_note
+    x = _batch()
+    (p_tf, s_tf), (p_ov, s_ov) = tf_model.predict_batch_with_std(x), ov_model.predict_batch_with_std(x)
+    assert p_tf.shape == p_ov.shape == (3, 64, 64) and p_tf.std() > 1e-3
+    assert np.abs(p_tf - p_ov).max() < 1e-4
+    for t in (0.3, 0.5, 0.7):
+        differ = (p_tf > t) != (p_ov > t)
+        assert not differ.any() or np.abs(p_tf[differ] - t).max() < 1e-4  # masks identical off the knife edge
+    if variant.get("tta"):
+        assert s_ov is not None and np.abs(s_tf - s_ov).max() < 1e-4
+
+
+@needs_openvino
+def test_openvino_converts_once_and_falls_back_on_a_broken_cache(ds_model: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = load_model(ds_model, runtime="openvino")
+    assert "converted" in first.runtime_note
+    cached = list((tmp_path / "cache" / "unetpp-viewer" / "openvino").glob("*.xml"))
+    assert len(cached) == 1 and cached[0].with_suffix(".bin").is_file()
+    assert not [p for p in cached[0].parent.iterdir() if p.name.startswith(".convert-")]  # no work folder left
+    again = load_model(ds_model, runtime="openvino")
+    assert again.runtime == "openvino" and "cached" in again.runtime_note
+
+    cached[0].write_text("<not a model>")  # a damaged cache: TensorFlow runs the model, and says why
+    broken = load_model(ds_model, runtime="auto")
+    assert broken.runtime == "tensorflow" and broken.runtime_note.startswith("TensorFlow: OpenVINO could not run")
+    assert broken.predict_batch(_batch()).shape == (3, 64, 64)
+
+
+def test_models_with_stored_code_stay_on_tensorflow(tmp_path: Path) -> None:
+    code = ("import keras\nfrom keras import layers\n"
+            "x = keras.Input((16, 16, 3)); y = layers.Lambda(lambda t: t * 0.5)(x)\n"
+            "keras.Model(x, layers.Conv2D(1, 1, activation='sigmoid')(y)).save(r'%s')\n"
+            "from unetpp_gui.core.model_io import load_model\n"
+            "m = load_model(r'%s', trust=True, runtime='openvino'); print(m.runtime, '|', m.runtime_note)"
+            % (tmp_path / "l.h5", tmp_path / "l.h5"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "tensorflow | TensorFlow: OpenVINO does not run models with stored code"
+
+
+@needs_openvino
+def test_cli_names_the_runtime_and_predicts_the_same(ds_model: Path, phantom_folder: Path, tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess:
+        res = subprocess.run([sys.executable, "-m", "unetpp_gui.cli", *args], capture_output=True, text=True,
+                             timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res
+
+    info = run("info", "--model", str(ds_model), "--runtime", "openvino").stdout
+    assert "runtime: openvino" in info and "OpenVINO " in info
+    rows = {}
+    for runtime in ("tensorflow", "openvino"):
+        res = run("predict", str(phantom_folder), "--model", str(ds_model), "--out", str(tmp_path / runtime),
+                  "--runtime", runtime, "--batch-size", "2", "--precision", "float32")
+        assert f"inference runs on {'OpenVINO' if runtime == 'openvino' else 'TensorFlow'}" in res.stderr
+        rows[runtime] = [(r["path"], r["mask_pixels"], r["decision"]) for r in
+                         csv.DictReader((tmp_path / runtime / "results.csv").open())]
+    assert rows["tensorflow"] == rows["openvino"] and len(rows["openvino"]) == 5
+
+
+@needs_openvino
+def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, ds_model: Path) -> None:
+    from PySide6.QtCore import QSettings
+
+    from unetpp_gui.ui.main_window import MainWindow
+
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=180_000):
+        win.load_model(ds_model)
+    assert win.model.runtime == "openvino"  # auto: OpenVINO where installed
+    assert win.openvino_action.isEnabled() and win.openvino_action.isChecked()
+    assert "OpenVINO" in win.results.model.text()
+    with qtbot.waitSignal(win.model_changed, timeout=180_000):
+        win.openvino_action.trigger()  # off: TensorFlow, remembered
+    assert win.model.runtime == "tensorflow" and not win.openvino_action.isChecked()
+    assert win.settings.value("inference/runtime") == "tensorflow"
+    win.close()

@@ -1,0 +1,122 @@
+"""OpenVINO as an optional CPU runtime for inference (``pip install .[fast]``).
+
+The network TensorFlow would run (pruned, batch norms folded, float32) is exported once, converted to
+OpenVINO's format and cached on disk, keyed by the model file's content, the variant and the OpenVINO
+version, so a second start reads the converted model instead of converting again. Inference then calls
+the compiled model in place of TensorFlow's graph, with the same head, activation and test-time
+augmentation. Anything that goes wrong (OpenVINO absent, conversion or compilation failing) leaves the
+model on TensorFlow: :func:`attach` returns why, and the caller says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RUNTIMES = ("auto", "tensorflow", "openvino")
+
+
+def version() -> str | None:
+    """The installed OpenVINO version, or None (the metadata is read; the package is not imported)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        return dist_version("openvino")
+    except PackageNotFoundError:
+        return None
+
+
+def cache_folder() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unetpp-viewer" / "openvino"
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:24]
+
+
+def cache_key(path: Path, prune_level: int | None, output_index: int) -> str:
+    return f"{path.stem[:40]}-{_file_digest(path)}-L{prune_level or 0}-o{output_index}-ov{version()}"
+
+
+def _convert(network: Any, xml: Path) -> None:
+    """Keras network -> SavedModel -> OpenVINO IR at ``xml`` (written under a temporary name, then moved)."""
+    import openvino as ov
+
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=xml.parent))
+    try:
+        network.export(str(work / "saved_model"), format="tf_saved_model", verbose=False)
+        ov_model = ov.convert_model(str(work / "saved_model"))
+        ov.save_model(ov_model, str(work / xml.name), compress_to_fp16=False)
+        os.replace(work / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
+        os.replace(work / xml.name, xml)  # the .xml last: it marks a complete pair
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class OpenVinoRunner:
+    """Calls a compiled OpenVINO model like ``LoadedModel._function``: batch -> (mean probabilities, TTA spread)."""
+
+    def __init__(self, compiled: Any, output_index: int, activation: str | None, channel: int, tta: bool) -> None:
+        self.compiled, self.output = compiled, compiled.outputs[output_index]
+        self.activation, self.channel, self.tta = activation, channel, tta
+
+    def _prob(self, x: np.ndarray) -> np.ndarray:
+        y = np.asarray(self.compiled(np.ascontiguousarray(x, np.float32))[self.output], np.float32)
+        if self.activation == "sigmoid":
+            y = 1.0 / (1.0 + np.exp(-y))
+        elif self.activation == "softmax":
+            e = np.exp(y - y.max(axis=-1, keepdims=True))
+            y = e / e.sum(axis=-1, keepdims=True)
+        return y[..., self.channel]
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.tta:
+            return self._prob(x), np.zeros((0,), np.float32)
+        n = x.shape[0]
+        both = self._prob(np.concatenate([x, x[:, :, ::-1]], axis=0))
+        a, b = both[:n], both[n:, :, ::-1]
+        return (a + b) / 2.0, np.abs(a - b) / 2.0
+
+
+def attach(model: Any, network: Any, cache: Path | None = None) -> str | None:
+    """Make ``model`` (a LoadedModel) run ``network`` (its float32 runtime network) with OpenVINO.
+
+    Returns None on success, else the reason it stays on TensorFlow. Precision follows the model's:
+    float32 compute unless the model was loaded in bfloat16.
+    """
+    if version() is None:
+        return "OpenVINO is not installed (pip install .[fast])"
+    try:
+        import openvino as ov
+
+        xml = (cache or cache_folder()) / f"{cache_key(model.path, model.prune_level, model.output_index)}.xml"
+        converted = xml.exists() and xml.with_suffix(".bin").exists()
+        if not converted:
+            _convert(network, xml)
+        core = ov.Core()
+        hint = "bf16" if model.precision == "bfloat16" else "f32"
+        compiled = core.compile_model(core.read_model(str(xml)), "CPU",
+                                      {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+    except Exception as exc:  # any failure: TensorFlow runs it
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"OpenVINO could not run this model ({text[:200]})"
+    channel = 1 if model.output_channels == 2 else 0
+    model.runtime_runner = OpenVinoRunner(compiled, model.output_index, model.apply_activation, channel, model.tta)
+    model.runtime = "openvino"
+    model.runtime_note = f"OpenVINO {version()} ({'cached' if converted else 'converted'} {xml.name})"
+    return None
+
