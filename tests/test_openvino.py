@@ -23,6 +23,9 @@ def ds_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.saving import save_model
     from unetpp_gui.core.metadata import ModelMetadata
 
+    import keras
+
+    keras.utils.set_random_seed(7)  # fixed weights: every head's output varies over the test batch
     path = tmp_path_factory.mktemp("ov") / "ds.h5"
     arch = {"name": "unetpp", "input_shape": [64, 64, 3], "base_filters": 2, "depth": 3, "deep_supervision": True}
     save_model(_tiny_unetpp(deep_supervision=True), path, ModelMetadata(name="ds", architecture=arch))
@@ -66,7 +69,7 @@ def test_openvino_converts_once_and_falls_back_on_a_broken_cache(ds_model: Path,
     assert again.runtime == "openvino" and "cached" in again.runtime_note
 
     cached[0].write_text("<not a model>")  # a damaged cache: TensorFlow runs the model, and says why
-    broken = load_model(ds_model, runtime="auto")
+    broken = load_model(ds_model, runtime="auto")  # (no measurement: OpenVINO never ran)
     assert broken.runtime == "tensorflow" and broken.runtime_note.startswith("TensorFlow: OpenVINO could not run")
     assert broken.predict_batch(_batch()).shape == (3, 64, 64)
 
@@ -113,11 +116,37 @@ def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, ds_mod
     qtbot.addWidget(win)
     with qtbot.waitSignal(win.model_changed, timeout=180_000):
         win.load_model(ds_model)
-    assert win.model.runtime == "openvino"  # auto: OpenVINO where installed
-    assert win.openvino_action.isEnabled() and win.openvino_action.isChecked()
-    assert "OpenVINO" in win.results.model.text()
-    with qtbot.waitSignal(win.model_changed, timeout=180_000):
-        win.openvino_action.trigger()  # off: TensorFlow, remembered
-    assert win.model.runtime == "tensorflow" and not win.openvino_action.isChecked()
-    assert win.settings.value("inference/runtime") == "tensorflow"
+    assert "measured" in win.model.runtime_note  # auto: whichever ran this model faster here
+    assert win.openvino_action.isEnabled()
+    for _ in range(2):  # switch, and switch back; the choice is remembered
+        was = win.model.runtime
+        assert win.openvino_action.isChecked() == (was == "openvino")
+        assert ("OpenVINO" in win.results.model.text()) == (was == "openvino")
+        with qtbot.waitSignal(win.model_changed, timeout=180_000):
+            win.openvino_action.trigger()
+        now = "tensorflow" if was == "openvino" else "openvino"
+        assert win.model.runtime == now and win.settings.value("inference/runtime") == now
     win.close()
+
+
+@needs_openvino
+def test_auto_keeps_the_runtime_that_measured_faster(ds_model: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from unetpp_gui.core.batching import cache_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = load_model(ds_model, runtime="auto")
+    assert "measured" in first.runtime_note and "cached" not in first.runtime_note
+    known = json.loads(cache_path().read_text())
+    (key,) = [k for k in known if k.startswith("runtime-choice:")]
+    assert set(known[key]) == {"tensorflow", "openvino"}
+    for fast, slow, expect in (("openvino", "tensorflow", "openvino"), ("tensorflow", "openvino", "tensorflow")):
+        known[key] = {fast: 0.01, slow: 0.02}  # what an earlier start on this machine measured
+        cache_path().write_text(json.dumps(known))
+        model = load_model(ds_model, runtime="auto")
+        assert model.runtime == expect and "cached" in model.runtime_note
+        assert model.predict_batch(_batch()).shape == (3, 64, 64)
+    explicit = load_model(ds_model, runtime="openvino")  # asked for by name: no measurement overrides it
+    assert explicit.runtime == "openvino"

@@ -23,7 +23,7 @@ def run_selftest(model_path: str | None, png: str | None) -> int:
         t_import = time.monotonic() - t0
         path = resolve_model_path(model_path)
         t1 = time.monotonic()
-        model = load_model(path, precision="auto")  # what the app uses
+        model = load_model(path, precision="auto", runtime="auto")  # what the app uses
         t_load = time.monotonic() - t1
         import keras
         import tensorflow as tf
@@ -31,7 +31,7 @@ def run_selftest(model_path: str | None, png: str | None) -> int:
         print(f"UNet++ Viewer {__version__} on Python {platform.python_version()} ({sys.platform}), "
               f"TensorFlow {tf.__version__}, Keras {keras.__version__}, NumPy {np.__version__}")
         print(f"model: {path.name}, {model.n_params:,} parameters, input {model.input_hw} x {model.channels}, "
-              f"{model.precision}")
+              f"{model.precision}, runtime {model.runtime}" + (f" ({model.runtime_note})" if model.runtime_note else ""))
         meta = model.metadata
         image, truth = phantom(model.input_hw[0] if model.input_hw else 256)
         t2 = time.monotonic()
@@ -43,6 +43,14 @@ def run_selftest(model_path: str | None, png: str | None) -> int:
         d = SliceStats.from_map(prob_q, truth).derive(meta.pixel_threshold, meta.decision_threshold)
         assert prob_q.shape == image.shape[:2]
         print(f"synthetic slice: area ratio {d.area_ratio:.4f}, decision {'tumour' if d.tumour else 'no tumour'}")
+        from unetpp_gui.core.consistency import removed_voxels
+
+        speck = np.zeros((3, 32, 32), np.uint8)  # the patient 3-D filter (SciPy) on a lesion and a stray speck
+        speck[:, 8:16, 8:16] = 255
+        speck[1, 28, 28] = 255
+        removed = removed_voxels(list(speck), 0.5, 1.0)
+        assert int(sum(r.sum() for r in removed)) == 1, "patient 3-D filter"
+        print("patient 3-D filter: OK")
         if png:
             t4 = time.monotonic()
             img = load_image(png)

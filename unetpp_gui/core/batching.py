@@ -2,7 +2,8 @@
 
 Machines differ (on a 2-core AVX2 CPU batch 1 was fastest, on an AVX-512 one batch 8), so a constant is
 wrong somewhere. The first use of a model on a machine times each candidate on a blank batch (a few
-seconds) and caches the choice, keyed by the model file, the inference variant and the CPU.
+seconds) and caches the choice, keyed by the model file, the inference variant and the CPU. The same
+cache holds, for ``runtime="auto"``, whether OpenVINO or TensorFlow ran this model faster here.
 """
 
 from __future__ import annotations
@@ -55,24 +56,64 @@ def best_batch_size(model: Any, cache: Path | None = None) -> tuple[int, dict[in
     """(size, seconds per slice by size, whether it came from the cache)."""
     cache = cache or cache_path()
     key = cache_key(model)
-    try:
-        known = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if isinstance(known, dict) and key in known:
+    known = _read(cache)
+    if key in known:
         entry = known[key]
         return int(entry["size"]), {int(k): float(v) for k, v in entry["times"].items()}, True
     times = measure(model)
     size = min(times, key=times.get)
-    known = known if isinstance(known, dict) else {}
-    known[key] = {"size": size, "times": {str(k): round(v, 5) for k, v in times.items()}}
-    try:
-        from unetpp_gui.core.atomic import atomic_write_bytes
+    _remember(cache, key, {"size": size, "times": {str(k): round(v, 5) for k, v in times.items()}})
+    return size, times, False
 
+
+def _read(cache: Path) -> dict:
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _remember(cache: Path, key: str, entry: dict) -> None:
+    from unetpp_gui.core.atomic import atomic_write_bytes
+
+    known = _read(cache)
+    known[key] = entry
+    try:
         atomic_write_bytes(cache, json.dumps(known, indent=1).encode())
     except OSError:
         pass  # a read-only home only costs the measurement next time
-    return size, times, False
+
+
+#: OpenVINO is kept only if it is at least this much faster than TensorFlow (timings are noisy).
+RUNTIME_MARGIN = 1.05
+
+
+def keep_openvino(model: Any, cache: Path | None = None, batch: int = 4) -> tuple[bool, dict[str, float], bool]:
+    """For a model running on OpenVINO: is it faster than TensorFlow here? Times both on a blank batch
+    (best of two calls after a warm-up) once per model, variant and machine, and caches the answer.
+    Returns (keep OpenVINO, seconds per slice by runtime, whether it came from the cache)."""
+    cache = cache or cache_path()
+    key = "runtime-choice:" + cache_key(model)
+    known = _read(cache)
+    if key in known:
+        times = {k: float(v) for k, v in known[key].items()}
+    else:
+        runner, times = model.runtime_runner, {}
+        hw = model.input_hw or (256, 256)
+        x = np.zeros((batch, *hw, model.channels), np.float32)
+        for name, use in (("tensorflow", None), ("openvino", runner)):
+            model.runtime_runner = use
+            model.predict_batch(x)
+            best = float("inf")
+            for _ in range(2):
+                start = time.perf_counter()
+                model.predict_batch(x)
+                best = min(best, (time.perf_counter() - start) / batch)
+            times[name] = best
+        model.runtime_runner = runner
+        _remember(cache, key, {k: round(v, 5) for k, v in times.items()})
+    return times["tensorflow"] >= RUNTIME_MARGIN * times["openvino"], times, key in known
 
 
 def describe(size: int, times: dict[int, float], cached: bool) -> str:

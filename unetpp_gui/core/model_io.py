@@ -332,15 +332,29 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
 
 def _try_openvino(model: LoadedModel, network: Any, unsafe: list[str], explicit: bool) -> None:
     """Run ``network`` with OpenVINO where it can; otherwise TensorFlow runs it, and the note says why
-    (for "auto" only when OpenVINO is installed: not having it is the normal case)."""
+    (for "auto" only when OpenVINO is installed: not having it is the normal case). With "auto" OpenVINO
+    is kept only where it measured faster than TensorFlow for this model on this machine (cached)."""
     from unetpp_gui.core import openvino_runtime
 
     if unsafe:
         why: str | None = "OpenVINO does not run models with stored code"
     else:
         why = openvino_runtime.attach(model, network)
-    if why is not None and (explicit or openvino_runtime.version() is not None):
-        model.runtime_note = f"TensorFlow: {why}"
+    if why is not None:
+        if explicit or openvino_runtime.version() is not None:
+            model.runtime_note = f"TensorFlow: {why}"
+        return
+    if explicit:
+        return
+    from unetpp_gui.core.batching import keep_openvino
+
+    keep, times, cached = keep_openvino(model)
+    per = ", ".join(f"{name} {1000 * t:.0f} ms" for name, t in sorted(times.items()))
+    if keep:
+        model.runtime_note += f"; measured faster here ({per} per slice{', cached' if cached else ''})"
+    else:
+        model.runtime_runner, model.runtime = None, "tensorflow"
+        model.runtime_note = f"TensorFlow: measured faster here than OpenVINO ({per} per slice{', cached' if cached else ''})"
 
 
 PRECISIONS = ("float32", "bfloat16", "auto")
