@@ -11,6 +11,8 @@ import tempfile  # noqa: E402
 
 # measured batch sizes are cached under XDG_CACHE_HOME: never in the home of whoever runs the tests
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="unetpp-test-cache-")
+# GUI and CLI tests run TensorFlow unless a test asks for OpenVINO (tests/test_openvino.py)
+os.environ["UNETPP_RUNTIME"] = "tensorflow"
 
 import numpy as np
 import pytest

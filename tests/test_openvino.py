@@ -107,9 +107,11 @@ def test_cli_names_the_runtime_and_predicts_the_same(ds_model: Path, phantom_fol
 
 
 @needs_openvino
-def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, ds_model: Path) -> None:
+def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, ds_model: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from PySide6.QtCore import QSettings
 
+    monkeypatch.setenv("UNETPP_RUNTIME", "auto")  # what a user gets
     from unetpp_gui.ui.main_window import MainWindow
 
     win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))

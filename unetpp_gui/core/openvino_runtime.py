@@ -22,6 +22,12 @@ import numpy as np
 RUNTIMES = ("auto", "tensorflow", "openvino")
 
 
+def default_runtime() -> str:
+    """The runtime used when none is chosen: ``UNETPP_RUNTIME`` if it names one, else "auto"."""
+    value = os.environ.get("UNETPP_RUNTIME", "auto").strip().lower()
+    return value if value in RUNTIMES else "auto"
+
+
 def version() -> str | None:
     """The installed OpenVINO version, or None (the metadata is read; the package is not imported)."""
     try:

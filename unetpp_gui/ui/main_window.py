@@ -150,7 +150,10 @@ class MainWindow(QMainWindow):
             self.controls.setEnabled(False)  # its thresholds are not known yet
         self._trust = trust
         precision = precision or str(self.settings.value("inference/precision", "auto"))
-        runtime = runtime or str(self.settings.value("inference/runtime", "auto"))
+        if runtime is None:
+            from unetpp_gui.core.openvino_runtime import default_runtime
+
+            runtime = str(self.settings.value("inference/runtime", default_runtime()))
         worker = workers.load_model_worker(path, trust, prune_level, tta, precision, runtime)
         worker.returned.connect(self._on_model_loaded)
         worker.errored.connect(self._on_model_error)
