@@ -155,3 +155,23 @@ def test_scan_reports_progress_and_can_be_stopped(qtbot, tmp_path: Path) -> None
         _scan(dialog, tmp_path / "d")
         dialog.cancel_scan()
     assert dialog.scan_label.text() == "Scan cancelled." and not dialog.scan_cancel.isVisible()
+
+
+def test_training_process_reports_a_refused_run_and_its_end(qtbot, tmp_path: Path) -> None:
+    """The process wrapper on its own: a real child that refuses its arguments says why, as an event."""
+    from unetpp_gui.ui.training_process import TrainingProcess, cancel_file_for
+
+    runner = TrainingProcess()
+    logs: list[str] = []
+    runner.log.connect(logs.append)
+    out = tmp_path / "m.h5"
+    (tmp_path / "empty").mkdir()
+    with qtbot.waitSignal(runner.finished, timeout=WAIT) as done:
+        command = runner.start(["train", "--data", str(tmp_path / "empty"), "--out", str(out), "--progress-json",
+                                "--cancel-file", str(cancel_file_for(out))], cancel_file_for(out))
+        assert command.startswith("$ ") and runner.running
+    kind, code = done.args
+    assert kind == "error" and code == 2 and not runner.running
+    assert runner.result["event"] == "error" and "at least 2 patients" in runner.result["message"]
+    assert [e["event"] for e in runner.events] == ["error"]
+    assert not cancel_file_for(out).exists() and not out.exists()

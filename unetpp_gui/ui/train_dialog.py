@@ -8,14 +8,12 @@ JSON lines on the child's stdout.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QProcess, QProcessEnvironment, QTimer, Signal
+from PySide6.QtCore import QProcess, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
@@ -26,13 +24,7 @@ from training.train import last_path_for
 from training.options import ARCHITECTURES, LOSS_NAMES, LR_SCHEDULES
 from unetpp_gui import workers
 from unetpp_gui.core.model_io import cpu_supports_bf16
-
-
-def training_command(args: list[str]) -> tuple[str, list[str], dict[str, str]]:
-    """Program, arguments and extra environment that start the training module."""
-    if getattr(sys, "frozen", False):
-        return sys.executable, ["--train-child", *args], {"UNETPP_TRAINING_CHILD": "1"}
-    return sys.executable, ["-m", "training", *args], {}
+from unetpp_gui.ui.training_process import TrainingProcess, cancel_file_for
 
 
 class TrainDialog(QDialog):
@@ -45,15 +37,12 @@ class TrainDialog(QDialog):
         self.setWindowTitle("Train model")
         self.setAcceptDrops(True)
         self.current_model = current_model
-        self.proc: QProcess | None = None
         self.scan: Any = None
         self._scan_worker: Any = None
-        self.result: dict[str, Any] = {}
-        self.events: list[dict[str, Any]] = []
-        self._stdout_buffer = b""
-        self._kill_timer = QTimer(self)
-        self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self._kill_if_stuck)
+        self.runner = TrainingProcess(self)  # owns the child process; the dialog only draws what it reports
+        self.runner.event.connect(self._on_event)
+        self.runner.log.connect(self._append_log)
+        self.runner.finished.connect(self._on_finished)
         self._build()
         for button in self.findChildren(QPushButton):  # Enter in a field must not press Browse (or Start)
             button.setAutoDefault(False)
@@ -322,9 +311,21 @@ class TrainDialog(QDialog):
             args += ["--max-slices", str(self.max_slices.value())]
         return args
 
+    @property
+    def proc(self) -> QProcess | None:
+        """The running training process, if any."""
+        return self.runner.proc
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return self.runner.events
+
+    @property
+    def result(self) -> dict[str, Any]:
+        return self.runner.result
+
     def cancel_file(self) -> Path:
-        out = Path(self.out_edit.text().strip())
-        return out.with_name(f".{out.stem}.cancel")
+        return cancel_file_for(self.out_edit.text().strip())
 
     def start(self, resume: bool = False) -> QProcess | None:
         out = self.out_edit.text().strip()
@@ -336,59 +337,23 @@ class TrainDialog(QDialog):
         except OSError as exc:
             self.summary.setText(f"Cannot write to {Path(out).parent}: {exc}")
             return None
-        self.cancel_file().unlink(missing_ok=True)
-        program, args, env = training_command(self.arguments(resume))
-        proc = QProcess(self)
-        penv = QProcessEnvironment.systemEnvironment()
-        for k, v in {**env, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}.items():
-            penv.insert(k, v)
-        proc.setProcessEnvironment(penv)
-        proc.readyReadStandardOutput.connect(self._read_stdout)
-        proc.readyReadStandardError.connect(lambda: self._append_log(bytes(proc.readAllStandardError()).decode(errors="replace")))
-        proc.finished.connect(self._on_finished)
-        self.events.clear()
-        self.result = {}
         for series in (self.epoch_x, self.loss_y, self.val_loss_y, self.dice_y, self.batch_x, self.batch_y):
             series.clear()
         self._redraw()
-        self.log.appendPlainText(f"$ {program} {' '.join(args)}")
-        self.proc = proc
-        proc.start(program, args)
+        self.log.appendPlainText(self.runner.start(self.arguments(resume), self.cancel_file()))
         self.start_button.setEnabled(False)
         self.resume_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.use_button.setEnabled(False)
         self.summary.setText("Training…")
-        return proc
+        return self.runner.proc
 
     def cancel(self) -> None:
-        """Ask the child to stop between batches; kill it if it has not stopped in 30 s."""
+        """Ask the run to stop between batches (killed if it has not stopped in 30 s)."""
         if self.proc is None:
             return
-        self.cancel_file().touch()
+        self.runner.cancel()
         self.summary.setText("Cancelling after the current batch…")
-        self._kill_timer.start(30_000)
-
-    def _kill_if_stuck(self) -> None:
-        if self.proc is not None and self.proc.state() != QProcess.NotRunning:
-            self._append_log("the training process did not stop in 30 s: killed")
-            self.proc.kill()
-
-    def _read_stdout(self) -> None:
-        assert self.proc is not None
-        self._stdout_buffer += bytes(self.proc.readAllStandardOutput())
-        *lines, self._stdout_buffer = self._stdout_buffer.split(b"\n")
-        for raw in lines:
-            line = raw.decode(errors="replace").strip()
-            if not line:
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                self._append_log(line)
-                continue
-            self.events.append(ev)
-            self._on_event(ev)
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         kind = ev.get("event")
@@ -419,8 +384,6 @@ class TrainDialog(QDialog):
             self._redraw()
         elif kind == "checkpoint":
             self._append_log(f"saved {ev['kind']} checkpoint (epoch {ev['epoch']}): {ev['path']}")
-        elif kind in ("done", "cancelled", "stopped_early", "error"):
-            self.result = ev
 
     def _redraw(self) -> None:
         self.curve_loss.setData(self.epoch_x, self.loss_y)
@@ -428,12 +391,7 @@ class TrainDialog(QDialog):
         self.curve_dice.setData(self.epoch_x, self.dice_y)
         self.curve_batch.setData(self.batch_x, self.batch_y)
 
-    def _on_finished(self, code: int, _status: Any) -> None:
-        self._kill_timer.stop()
-        self._read_stdout()
-        self.cancel_file().unlink(missing_ok=True)
-        self.proc = None
-        kind = self.result.get("event", "crashed")
+    def _on_finished(self, kind: str, code: int) -> None:
         out = self.out_edit.text().strip()
         if kind == "error":
             text = f"Training could not start: {self.result.get('message')}"
