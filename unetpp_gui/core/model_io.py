@@ -233,9 +233,54 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     ``keras_model`` is the network as in the file (pruned if asked); inference runs ``runtime_model``,
     the same function with batch norms folded into their convolutions and the chosen precision.
     ``runtime`` "openvino" runs that network with OpenVINO (converted once, cached), "auto" does so where
-    OpenVINO is installed; either falls back to TensorFlow, saying why in ``runtime_note``.
+    OpenVINO is installed and measured faster; either falls back to TensorFlow, saying why in ``runtime_note``.
     """
     path = Path(path)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    from unetpp_gui.core.openvino_runtime import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
+    unsafe = _check_file(path, trust)
+    model, levels = _load_keras(path, trust, prune_level)
+    if prune_level is not None:
+        output_index = -1
+    network, folded, used = model, 0, "float32"
+    if not unsafe:  # a model with stored code is never rebuilt from its config
+        network, folded = fold_batch_norm(model)
+    run = network
+    if not unsafe and (precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16())):
+        fast = _bfloat16_copy(network)
+        if fast is not None:
+            run, used = fast, "bfloat16"
+    hw, channels, idx, out_channels = _check_io(model, path, output_index)
+    loaded = LoadedModel(
+        path=path,
+        keras_model=model,
+        metadata=read_metadata(path),
+        input_hw=hw,
+        channels=channels,
+        output_index=idx,
+        n_outputs=len(model.outputs),
+        output_channels=out_channels,
+        apply_activation=_head_activation(model, idx),
+        n_params=int(model.count_params()),
+        prune_level=prune_level,
+        prune_levels=levels if len(levels) > 1 else (),
+        tta=tta,
+        precision=used,
+        runtime_model=run,
+        folded_batch_norms=folded,
+    )
+    if runtime != "tensorflow":
+        _try_openvino(loaded, network, unsafe, explicit=runtime == "openvino")
+    return loaded
+
+
+def _check_file(path: Path, trust: bool) -> list[str]:
+    """Refuse what is not a model file, or one that would run stored code unless trusted; returns the
+    names of such code-running layers (empty for a normal model)."""
     if not path.exists():
         raise ModelError(f"Model file not found: {path}")
     if path.is_dir():
@@ -252,7 +297,11 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
             f"{path.name} contains layers that run code stored in the file ({', '.join(unsafe[:3])}). "
             "It was not loaded. Open it only if you trust its source (--trust-model)."
         )
+    return unsafe
 
+
+def _load_keras(path: Path, trust: bool, prune_level: int | None) -> tuple[Any, tuple[int, ...]]:
+    """The Keras network in the file (cut at ``prune_level`` if given) and the deep-supervision levels it has."""
     from unetpp_gui.core.quiet import import_tensorflow
 
     import_tensorflow()
@@ -271,23 +320,11 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
             raise ModelError(f"{path.name} cannot be pruned to level {prune_level}: pruning needs a "
                              f"deep-supervision UNet++ (heads found: {list(levels) or 'none'}).")
         model = prune_model(model, prune_level)
-        output_index = -1
+    return model, levels
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    from unetpp_gui.core.openvino_runtime import RUNTIMES
 
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
-    network, folded, used = model, 0, "float32"
-    if not unsafe:  # a model with stored code is never rebuilt from its config
-        network, folded = fold_batch_norm(model)
-    run = network
-    if not unsafe and (precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16())):
-        fast = _bfloat16_copy(network)
-        if fast is not None:
-            run, used = fast, "bfloat16"
-
+def _check_io(model: Any, path: Path, output_index: int) -> tuple[tuple[int, int] | None, int, int, int]:
+    """(input size or None, input channels, the output used, its channels) of an image-to-mask network."""
     inputs = model.inputs
     if len(inputs) != 1:
         raise ModelError(f"{path.name} has {len(inputs)} inputs; a segmentation model has one image input.")
@@ -296,7 +333,6 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         raise ModelError(f"{path.name} expects input {shape}; need (batch, height, width, 1 or 3 channels).")
     h, w, c = shape[1], shape[2], int(shape[3])
     input_hw = (int(h), int(w)) if h is not None and w is not None else None
-
     outputs = model.outputs
     n_out = len(outputs)
     idx = output_index if output_index >= 0 else n_out + output_index
@@ -307,27 +343,7 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         raise ModelError(
             f"{path.name} output {oshape} is not a segmentation map (need 1 sigmoid or 2 softmax channels)."
         )
-    loaded = LoadedModel(
-        path=path,
-        keras_model=model,
-        metadata=read_metadata(path),
-        input_hw=input_hw,
-        channels=c,
-        output_index=idx,
-        n_outputs=n_out,
-        output_channels=int(oshape[-1]),
-        apply_activation=_head_activation(model, idx),
-        n_params=int(model.count_params()),
-        prune_level=prune_level,
-        prune_levels=levels if len(levels) > 1 else (),
-        tta=tta,
-        precision=used,
-        runtime_model=run,
-        folded_batch_norms=folded,
-    )
-    if runtime != "tensorflow":
-        _try_openvino(loaded, network, unsafe, explicit=runtime == "openvino")
-    return loaded
+    return input_hw, c, idx, int(oshape[-1])
 
 
 def _try_openvino(model: LoadedModel, network: Any, unsafe: list[str], explicit: bool) -> None:
