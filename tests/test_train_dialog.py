@@ -130,6 +130,10 @@ def test_defaults_are_the_bundled_recipe_and_enter_presses_no_button(qtbot) -> N
     args = dialog.arguments()
     assert args[args.index("--lr-schedule") + 1] == "cosine" and args[args.index("--empty-fraction") + 1] == "0.3"
     assert Path(dialog.out_edit.text()).parent.name == "models" and str(Path.home()) in dialog.out_edit.text()
+    assert "--crop-size" not in args  # whole slices unless asked
+    dialog.crop.setValue(128)
+    args = dialog.arguments()
+    assert args[args.index("--crop-size") + 1] == "128"
 
 
 def test_scan_reports_progress_and_can_be_stopped(qtbot, tmp_path: Path) -> None:
