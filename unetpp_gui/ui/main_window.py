@@ -65,7 +65,32 @@ class MainWindow(QMainWindow):
         self._jobs_alive: list[Any] = []  # keep workers referenced until they finish
         self._closed = False  # worker signals can arrive after the window is gone
         self._jump_when_done = False
+        self._build_central()
+        self.batch = BatchView(self.store, self.thresholds())
+        self.batch_dock = QDockWidget("Batch results", self)
+        self.batch_dock.setObjectName("batch_dock")
+        self.batch_dock.setWidget(self.batch)
+        self.addDockWidget(Qt.BottomDockWidgetArea, self.batch_dock)
+        self._summary_timer = QTimer(self)
+        self._summary_timer.setInterval(500)
+        self._summary_timer.timeout.connect(self.batch.refresh)
+        self._summary_timer.start()
+        menus.build_menus(self)
+        self._build_status_bar()
 
+        self.setAcceptDrops(True)
+        self.slice_list.currentRowChanged.connect(self._on_row)
+        self.controls.changed.connect(self._on_controls)
+        self.controls.reset_requested.connect(self.reset_thresholds)
+        self.panels.hovered.connect(self.readout.setText)
+        self.cancel_button.clicked.connect(self.cancel_predictions)
+        self.batch.slice_selected.connect(self.show_path)
+        self.batch.export_masks_requested.connect(self.export_batch)
+        self._restore_settings()
+        QTimer.singleShot(50, self, self._warm_up_panels)
+
+    def _build_central(self) -> None:
+        """Slice list and legend | start page or image panels | results and controls."""
         self.slice_list = SliceList(self.store, self._kind)
         self.slice_list.setMinimumWidth(190)
         self.panels = ImagePanels()
@@ -95,17 +120,9 @@ class MainWindow(QMainWindow):
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
         self.setCentralWidget(splitter)
-        self.batch = BatchView(self.store, self.thresholds())
-        self.batch_dock = QDockWidget("Batch results", self)
-        self.batch_dock.setObjectName("batch_dock")
-        self.batch_dock.setWidget(self.batch)
-        self.addDockWidget(Qt.BottomDockWidgetArea, self.batch_dock)
-        self._summary_timer = QTimer(self)
-        self._summary_timer.setInterval(500)
-        self._summary_timer.timeout.connect(self.batch.refresh)
-        self._summary_timer.start()
-        menus.build_menus(self)
 
+    def _build_status_bar(self) -> None:
+        """Status text, pixel readout, progress (a label beside the bar) and Cancel."""
         self.status = QLabel("Starting…")
         self.readout = QLabel("")
         self.progress = QProgressBar()
@@ -122,17 +139,6 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.progress_text)
         bar.addPermanentWidget(self.cancel_button)
-
-        self.setAcceptDrops(True)
-        self.slice_list.currentRowChanged.connect(self._on_row)
-        self.controls.changed.connect(self._on_controls)
-        self.controls.reset_requested.connect(self.reset_thresholds)
-        self.panels.hovered.connect(self.readout.setText)
-        self.cancel_button.clicked.connect(self.cancel_predictions)
-        self.batch.slice_selected.connect(self.show_path)
-        self.batch.export_masks_requested.connect(self.export_batch)
-        self._restore_settings()
-        QTimer.singleShot(50, self, self._warm_up_panels)
 
     # ----- model -------------------------------------------------------------------------------
     def load_model(self, path: str | Path, trust: bool = False, prune_level: int | None = None,
