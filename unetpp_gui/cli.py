@@ -56,16 +56,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     meta = model.metadata
     pt = args.pixel_threshold if args.pixel_threshold is not None else meta.pixel_threshold
     dt = args.decision_threshold if args.decision_threshold is not None else meta.decision_threshold
-    batch_size = args.batch_size
-    if batch_size is None:
-        from unetpp_gui.core.batching import MIN_SLICES_TO_MEASURE, best_batch_size, describe
-
-        if len(found.slices) >= MIN_SLICES_TO_MEASURE:
-            batch_size, times, cached = best_batch_size(model)
-            if not args.quiet:
-                print(f"unetpp: {describe(batch_size, times, cached)}", file=sys.stderr)
-        else:
-            batch_size = 8 if model.precision == "bfloat16" else 4
+    batch_size = args.batch_size or _measured_batch_size(model, len(found.slices), args.quiet)
     roots = [Path(p) for p in args.paths]
     rows: list[dict] = []
     total = len(found.slices)
@@ -97,6 +88,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if studies and status == 0:
         status = _predict_studies(args, model, flt, studies, out, pt, dt, batch_size, rows)
         write_csv(out / RESULTS_CSV, rows)
+    return _report_run(rows, out / RESULTS_CSV, status)
+
+
+def _measured_batch_size(model, slices: int, quiet: bool) -> int:
+    """The batch size measured fastest here (cached), or a default for a run too short to pay for measuring."""
+    from unetpp_gui.core.batching import MIN_SLICES_TO_MEASURE, best_batch_size, describe
+
+    if slices < MIN_SLICES_TO_MEASURE:
+        return 8 if model.precision == "bfloat16" else 4
+    size, times, cached = best_batch_size(model)
+    if not quiet:
+        print(f"unetpp: {describe(size, times, cached)}", file=sys.stderr)
+    return size
+
+
+def _report_run(rows: list[dict], csv_path: Path, status: int) -> int:
+    """The run's one-line summary; exit 1 if no slice at all could be predicted."""
     errors = sum(1 for r in rows if r["error"] and not r["decision"])
     unwritten = sum(1 for r in rows if r["error"] and r["decision"])
     tumour = sum(1 for r in rows if r["decision"] == "tumour")
@@ -104,7 +112,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{len(rows)} slices: {tumour} tumour, {len(rows) - tumour - errors} no tumour, {errors} errors"
           + (f", {unwritten} with outputs not written" if unwritten else "")
           + (f", {warned} flagged as unlike the training data" if warned else "")
-          + f"; results in {out / RESULTS_CSV}", file=sys.stderr)
+          + f"; results in {csv_path}", file=sys.stderr)
     if status == 0 and rows and errors == len(rows):
         print("unetpp: error: no slice could be predicted", file=sys.stderr)
         return 1
