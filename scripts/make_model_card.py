@@ -57,6 +57,10 @@ def command(cfg: dict, out: str) -> str:
     parts.append(f"--loss {cfg.get('loss')} --learning-rate {cfg.get('learning_rate')} --lr-schedule "
                  f"{cfg.get('lr_schedule')} --epochs {cfg.get('epochs')} --batch-size {cfg.get('batch_size')} "
                  f"--empty-fraction {cfg.get('empty_fraction')}")
+    if cfg.get("crop_size"):
+        parts.append(f"--crop-size {cfg['crop_size']} --crop-tumour {cfg.get('crop_tumour')}")
+    if cfg.get("ema"):
+        parts.append(f"--ema {cfg['ema']}")
     if cfg.get("val_patients"):
         parts.append(f"--val-patients <the {len(cfg['val_patients'])} validation patients>")
     else:
@@ -84,8 +88,12 @@ def training_section(meta, out: str, hardware: str | None = None, run=None) -> l
         f"with a {cfg.get('lr_schedule')} schedule planned over {cfg.get('epochs')} epochs; batch "
         f"{cfg.get('batch_size')}; augmentation {'on' if cfg.get('augment') else 'off'} (flip, rotation, zoom, "
         f"intensity); each epoch used every tumour slice and a fresh random {fmt(cfg.get('empty_fraction'), 2)} of "
-        f"the tumour-free slices; mixed_bfloat16 {'on' if cfg.get('mixed_precision') else 'off'} (weights stored "
-        "in float32).",
+        f"the tumour-free slices"
+        + (f", each as a random {cfg['crop_size']}x{cfg['crop_size']} crop ({fmt(cfg.get('crop_tumour'), 2)} of them "
+           "centred near a tumour pixel; validation on whole slices)" if cfg.get("crop_size") else "")
+        + (f"; validation and checkpoints used an exponential moving average of the weights (momentum "
+           f"{cfg['ema']})" if cfg.get("ema") else "")
+        + f"; mixed_bfloat16 {'on' if cfg.get('mixed_precision') else 'off'} (weights stored in float32).",
         f"- Kept epoch **{t.get('epoch')}** (best validation Dice); {len(hist.get('loss', []))} epoch(s) were run "
         f"in {fmt(elapsed / 3600, 2)} h on {hardware or t.get('hardware')}"
         + (" (interrupted once and continued with --resume)" if cfg.get("resume") else "") + ". "
@@ -137,6 +145,8 @@ def main() -> None:
     ap.add_argument("--hardware", action="append", default=[], metavar="STAGE_NUMBER=TEXT",
                     help="what a stage ran on, where its metadata does not say")
     ap.add_argument("--run", help="the last checkpoint of this model's run (its whole history)")
+    ap.add_argument("--stage-run", action="append", default=[], metavar="STAGE_NUMBER=LAST.h5",
+                    help="the last checkpoint of an earlier stage's run, where it ran past its kept epoch")
     ap.add_argument("--before", action="append", default=[], metavar="LABEL=REPORT.json",
                     help="the previous bundled model on the same test patients")
     ap.add_argument("--before-val", action="append", default=[], metavar="LABEL=REPORT.json")
@@ -202,11 +212,14 @@ def main() -> None:
     all_stages = [*stages, ("this model", meta)]
     for n, (label, stage) in enumerate(all_stages, 1):
         lines += [f"### Stage {n}: {label}", ""]
-        run = read_metadata(args.run) if args.run and n == len(all_stages) else None
+        runs = {int(k): v for k, _, v in (r.partition("=") for r in args.stage_run)}
+        if args.run:
+            runs[len(all_stages)] = args.run
+        run = read_metadata(runs[n]) if n in runs else None
         lines += training_section(stage, f"runs/stage{n}/unetpp_lgg.h5", hardware.get(n), run)
     lines += [
         "Shipping and measuring (the thresholds and the 3-D filter are chosen on the validation split; the test "
-        "split is evaluated last and chooses nothing; see below for the two test evaluations):",
+        "split is evaluated last and chooses nothing):",
         "",
         "```bash",
         f"unetpp export --model runs/stage{len(all_stages)}/unetpp_lgg.h5 --out resources/models/unetpp_lgg.h5",
