@@ -1,26 +1,76 @@
 """The bridge: runs engine work off the GUI thread with superqt's thread workers.
 
-Each job is one function decorated with ``@thread_worker``: calling it returns an unstarted
-worker (connect its signals, then ``start()``). A generator job ``yield``s each result (delivered
-to the GUI thread through ``yielded``) and stops at the next yield when asked to ``quit()``, so a
-cancel never cuts a slice in half. Errors arrive on ``errored`` (never raised in the GUI thread).
+Each job is one function decorated with :func:`job` (superqt's ``thread_worker``): calling it returns
+an unstarted worker (connect its signals, then ``start()``). A generator job ``yield``s each result
+(delivered to the GUI thread through ``yielded``) and stops at the next yield when asked to ``quit()``,
+so a cancel never cuts a slice in half. Errors arrive on ``errored`` (never raised in the GUI thread).
+
+Workers run on Python threads, one per job, not on Qt's thread pool: TensorFlow used from a Qt pool
+thread crashed the process (SIGSEGV inside TensorFlow's op creation) when a second model was loaded,
+reproducibly, while the same calls on Python threads never did. PySide drops a pool thread's Python
+thread state between jobs, which TensorFlow's per-thread state evidently does not survive.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
+import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from superqt.utils import thread_worker
+from superqt.utils import FunctionWorker, GeneratorWorker, thread_worker
 
 __all__ = ["discover_worker", "export_masks_worker", "export_study_worker", "inspect_folder_worker",
            "load_model_worker", "predict_worker"]
 
 BACKGROUND_NICE = 10
 
-job = thread_worker(start_thread=False, ignore_errors=True)
+_threads: set[threading.Thread] = set()  # job threads still running (wait_for_workers joins them)
+
+
+class _OnPythonThread:
+    """``start()`` runs the worker on a new Python thread instead of Qt's thread pool (see the module doc);
+    superqt's bookkeeping (its set of live workers, the signals) is kept."""
+
+    def start(self) -> None:
+        if self in self._worker_set:  # type: ignore[attr-defined]
+            raise RuntimeError("This worker is already started!")
+        self._worker_set.add(self)  # type: ignore[attr-defined]
+        self._finished.connect(self._set_discard)  # type: ignore[attr-defined]
+        thread = threading.Thread(target=self._run_and_forget, name="unetpp-job", daemon=True)
+        _threads.add(thread)
+        thread.start()
+
+    def _run_and_forget(self) -> None:
+        try:
+            self.run()  # type: ignore[attr-defined]
+        finally:
+            _threads.discard(threading.current_thread())
+
+
+class FunctionJob(_OnPythonThread, FunctionWorker):
+    pass
+
+
+class GeneratorJob(_OnPythonThread, GeneratorWorker):
+    pass
+
+
+def job(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``@thread_worker(start_thread=False)`` with the worker started on a Python thread."""
+    worker_class = GeneratorJob if inspect.isgeneratorfunction(fn) else FunctionJob
+    return thread_worker(fn, start_thread=False, ignore_errors=True, worker_class=worker_class)
+
+
+def wait_for_workers(timeout_s: float = 5.0) -> bool:
+    """Wait up to ``timeout_s`` for running jobs to leave Python (before the interpreter shuts down);
+    True if none is left."""
+    deadline = time.monotonic() + timeout_s
+    for thread in list(_threads):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(t.is_alive() for t in _threads)
 
 
 def background_priority() -> None:
@@ -49,8 +99,9 @@ def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | 
     from unetpp_gui.core.model_io import load_model
 
     model = load_model(path, trust=trust, prune_level=prune_level, tta=tta, precision=precision, runtime=runtime)
-    # Warm up (trace the graph here, so the first real slice is not slowed by it) and choose the batch
-    # size by measurement, cached per model and machine (core.batching).
+    # Warm up (trace the graph here, alone, so the first real slice is not slowed by it and the trace never
+    # runs beside the decode thread) and choose the batch size by measurement, cached per model and machine.
+    model.warm_up()
     if model.input_hw is not None:
         from unetpp_gui.core.batching import best_batch_size, describe
 

@@ -126,6 +126,8 @@ def predict_paths(
     total = len(items)
     done = 0
     batches = list(_chunks(items, max(1, int(batch_size))))
+    if batches:
+        model.warm_up()  # before the decode thread starts (see LoadedModel.warm_up)
     pending = _prefetch(_prepare_batch, model, batches[0], with_gt) if batches else None
     for bi in range(len(batches)):
         if cancel is not None and cancel.is_set():

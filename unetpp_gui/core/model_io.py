@@ -194,6 +194,18 @@ class LoadedModel:
             fn = self._functions[key] = run
         return fn
 
+    def warm_up(self) -> None:
+        """Trace the inference graph for the model's input size now, if not done yet.
+
+        Call it before other threads start working for this model (the prediction's decode thread): the
+        first trace of a TensorFlow function running beside them was seen to hang or crash the process
+        inside TensorFlow's graph building. Any-size models trace per size when they meet it.
+        """
+        if self.input_hw is None or self.runtime_runner is not None:
+            return
+        if (self.input_hw[0], self.input_hw[1], self.tta) not in self._functions:
+            self.predict_batch(np.zeros((1, *self.input_hw, self.channels), np.float32))
+
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (B, h, w) float32 for a preprocessed batch (B, h, w, C) float32."""
         mean, _ = self._function((int(batch.shape[1]), int(batch.shape[2])))(batch)

@@ -77,9 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     window.cancel_predictions()
     # let worker threads leave Python before the interpreter shuts down (a thread still running Python
     # code while modules are torn down can crash the process at exit)
-    from PySide6.QtCore import QThreadPool
+    from unetpp_gui.workers import wait_for_workers
 
-    QThreadPool.globalInstance().waitForDone(5000)
+    wait_for_workers(5.0)
     return code
 
 
