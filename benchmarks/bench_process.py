@@ -48,6 +48,22 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     return took
 
 
+def auto_choice(cache: Path) -> str:
+    """What `--runtime auto` chose, from the cache the run left (seconds per slice at each runtime's best batch)."""
+    import json
+
+    try:
+        known = json.loads((cache / "unetpp-viewer" / "batch_sizes.json").read_text())
+    except (OSError, ValueError):
+        return "`--runtime auto` left no runtime measurement (OpenVINO unusable here): TensorFlow ran."
+    times = next((v for k, v in known.items() if k.startswith("runtime-choice:")), None)
+    if not times:
+        return "`--runtime auto` left no runtime measurement: TensorFlow ran."
+    chosen = "OpenVINO" if times["tensorflow"] >= 1.05 * times["openvino"] else "TensorFlow"
+    return (f"`--runtime auto` measured TensorFlow at {1000 * times['tensorflow']:.1f} ms and OpenVINO at "
+            f"{1000 * times['openvino']:.1f} ms per slice (each at its best batch size) and ran **{chosen}**.")
+
+
 def main() -> None:
     from unetpp_gui.core import openvino_runtime
 
@@ -64,7 +80,7 @@ def main() -> None:
     for runtime in runtimes:
         cache = work / f"cache-{runtime}"
         run_env = {**env, "XDG_CACHE_HOME": str(cache)}
-        name = "TensorFlow" if runtime == "tensorflow" else f"OpenVINO {openvino_runtime.version()}"
+        name = "TensorFlow" if runtime == "tensorflow" else f"OpenVINO {openvino_runtime.version()} installed"
         for when in ("first run, empty cache", "later run, cached"):
             out = work / f"out-{runtime}-{when[:5]}"
             rows.append((f"`unetpp predict --runtime {runtime}` ({name}; {when})",
@@ -76,6 +92,8 @@ def main() -> None:
     print("| process | wall time (s) | slices/s | speed-up vs seed script |\n|---|---|---|---|")
     for name, took in rows:
         print(f"| {name} | {took:.1f} | {N / took:.2f} | {seed / took:.2f}x |")
+    if "auto" in runtimes:
+        print(f"\n{auto_choice(work / 'cache-auto')}")
     print()
 
 

@@ -89,10 +89,10 @@ def _remember(cache: Path, key: str, entry: dict) -> None:
 RUNTIME_MARGIN = 1.05
 
 
-def keep_openvino(model: Any, cache: Path | None = None, batch: int = 4) -> tuple[bool, dict[str, float], bool]:
-    """For a model running on OpenVINO: is it faster than TensorFlow here? Times both on a blank batch
-    (best of two calls after a warm-up) once per model, variant and machine, and caches the answer.
-    Returns (keep OpenVINO, seconds per slice by runtime, whether it came from the cache)."""
+def keep_openvino(model: Any, cache: Path | None = None) -> tuple[bool, dict[str, float], bool]:
+    """For a model running on OpenVINO: is it faster than TensorFlow here? Each runtime is timed at every
+    candidate batch size (as :func:`measure`) and judged by its fastest, once per model, variant and
+    machine; the answer is cached. Returns (keep OpenVINO, best seconds per slice by runtime, from cache)."""
     cache = cache or cache_path()
     key = "runtime-choice:" + cache_key(model)
     known = _read(cache)
@@ -100,17 +100,9 @@ def keep_openvino(model: Any, cache: Path | None = None, batch: int = 4) -> tupl
         times = {k: float(v) for k, v in known[key].items()}
     else:
         runner, times = model.runtime_runner, {}
-        hw = model.input_hw or (256, 256)
-        x = np.zeros((batch, *hw, model.channels), np.float32)
         for name, use in (("tensorflow", None), ("openvino", runner)):
             model.runtime_runner = use
-            model.predict_batch(x)
-            best = float("inf")
-            for _ in range(2):
-                start = time.perf_counter()
-                model.predict_batch(x)
-                best = min(best, (time.perf_counter() - start) / batch)
-            times[name] = best
+            times[name] = min(measure(model).values())
         model.runtime_runner = runner
         _remember(cache, key, {k: round(v, 5) for k, v in times.items()})
     return times["tensorflow"] >= RUNTIME_MARGIN * times["openvino"], times, key in known
