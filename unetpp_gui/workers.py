@@ -7,8 +7,9 @@ so a cancel never cuts a slice in half. Errors arrive on ``errored`` (never rais
 
 Workers run on Python threads, one per job, not on Qt's thread pool: TensorFlow used from a Qt pool
 thread crashed the process (SIGSEGV inside TensorFlow's op creation) when a second model was loaded,
-reproducibly, while the same calls on Python threads never did. PySide drops a pool thread's Python
-thread state between jobs, which TensorFlow's per-thread state evidently does not survive.
+reproducibly, while the same calls on Python threads never did (tests/test_gui.py keeps the reproduction).
+The likely cause, not verified: PySide drops a pool thread's Python thread state between jobs, and
+TensorFlow's per-thread state does not survive that.
 """
 
 from __future__ import annotations
