@@ -59,7 +59,9 @@ def auto_choice(cache: Path) -> str:
     times = next((v for k, v in known.items() if k.startswith("runtime-choice:")), None)
     if not times:
         return "`--runtime auto` left no runtime measurement: TensorFlow ran."
-    chosen = "OpenVINO" if times["tensorflow"] >= 1.05 * times["openvino"] else "TensorFlow"
+    from unetpp_gui.core.batching import RUNTIME_MARGIN
+
+    chosen = "OpenVINO" if times["tensorflow"] >= RUNTIME_MARGIN * times["openvino"] else "TensorFlow"
     return (f"`--runtime auto` measured TensorFlow at {1000 * times['tensorflow']:.1f} ms and OpenVINO at "
             f"{1000 * times['openvino']:.1f} ms per slice (each at its best batch size) and ran **{chosen}**.")
 
