@@ -141,6 +141,9 @@ def test_auto_keeps_the_runtime_that_measured_faster(ds_model: Path, tmp_path: P
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first = load_model(ds_model, runtime="auto")
     assert "measured" in first.runtime_note and "cached" not in first.runtime_note
+    from unetpp_gui.core.batching import best_batch_size
+
+    assert best_batch_size(first)[2]  # the runtime choice's timings served as the batch-size measurement
     known = json.loads(cache_path().read_text())
     (key,) = [k for k in known if k.startswith("runtime-choice:")]
     assert set(known[key]) == {"tensorflow", "openvino"}

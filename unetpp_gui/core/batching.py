@@ -61,9 +61,14 @@ def best_batch_size(model: Any, cache: Path | None = None) -> tuple[int, dict[in
         entry = known[key]
         return int(entry["size"]), {int(k): float(v) for k, v in entry["times"].items()}, True
     times = measure(model)
+    return _remember_sizes(cache, model, times), times, False
+
+
+def _remember_sizes(cache: Path, model: Any, times: dict[int, float]) -> int:
+    """Cache a batch-size measurement for ``model`` as it runs now; returns the fastest size."""
     size = min(times, key=times.get)
-    _remember(cache, key, {"size": size, "times": {str(k): round(v, 5) for k, v in times.items()}})
-    return size, times, False
+    _remember(cache, cache_key(model), {"size": size, "times": {str(k): round(v, 5) for k, v in times.items()}})
+    return size
 
 
 def _read(cache: Path) -> dict:
@@ -92,18 +97,21 @@ RUNTIME_MARGIN = 1.05
 def keep_openvino(model: Any, cache: Path | None = None) -> tuple[bool, dict[str, float], bool]:
     """For a model running on OpenVINO: is it faster than TensorFlow here? Each runtime is timed at every
     candidate batch size (as :func:`measure`) and judged by its fastest, once per model, variant and
-    machine; the answer is cached. Returns (keep OpenVINO, best seconds per slice by runtime, from cache)."""
+    machine; the answer is cached, and so is each runtime's batch-size measurement (:func:`best_batch_size`
+    then finds it). Returns (keep OpenVINO, best seconds per slice by runtime, from cache)."""
     cache = cache or cache_path()
     key = "runtime-choice:" + cache_key(model)
     known = _read(cache)
     if key in known:
         times = {k: float(v) for k, v in known[key].items()}
     else:
-        runner, times = model.runtime_runner, {}
+        runner, runtime, times = model.runtime_runner, model.runtime, {}
         for name, use in (("tensorflow", None), ("openvino", runner)):
-            model.runtime_runner = use
-            times[name] = min(measure(model).values())
-        model.runtime_runner = runner
+            model.runtime_runner, model.runtime = use, name
+            by_size = measure(model)
+            _remember_sizes(cache, model, by_size)
+            times[name] = min(by_size.values())
+        model.runtime_runner, model.runtime = runner, runtime
         _remember(cache, key, {k: round(v, 5) for k, v in times.items()})
     return times["tensorflow"] >= RUNTIME_MARGIN * times["openvino"], times, key in known
 
