@@ -71,6 +71,24 @@ def test_progress_is_a_line_every_few_seconds_in_a_log() -> None:
     assert "\r" not in log.getvalue() and len(lines) == 1 and lines[0].startswith("100/100 slices")
 
 
+def test_progress_redraws_a_bar_on_a_terminal(monkeypatch) -> None:
+    import io
+
+    from unetpp_gui.core.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)  # the default stream: whatever stderr is when the bar starts
+    p = Progress(10)
+    for i in range(1, 11):
+        p(i)
+    out = term.getvalue()
+    assert out.count("\r[") == 10 and out.endswith("\n") and "10/10" in out
+
+
 def test_info_states_threshold_units(tiny_model_path: Path) -> None:
     res = run("info", "--model", str(tiny_model_path))
     assert res.returncode == 0, res.stderr
