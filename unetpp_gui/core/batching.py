@@ -21,9 +21,14 @@ CANDIDATES = (1, 2, 4, 8)
 MIN_SLICES_TO_MEASURE = 32
 
 
-def cache_path() -> Path:
+def cache_root() -> Path:
+    """The app's cache folder (XDG_CACHE_HOME, else ~/.cache): measurements and converted models."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "unetpp-viewer" / "batch_sizes.json"
+    return Path(base) / "unetpp-viewer"
+
+
+def cache_path() -> Path:
+    return cache_root() / "batch_sizes.json"
 
 
 def cache_key(model: Any) -> str:

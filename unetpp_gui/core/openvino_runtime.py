@@ -41,8 +41,9 @@ def version() -> str | None:
 
 
 def cache_folder() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "unetpp-viewer" / "openvino"
+    from unetpp_gui.core.batching import cache_root
+
+    return cache_root() / "openvino"
 
 
 def _file_digest(path: Path) -> str:
