@@ -73,6 +73,11 @@ def test_engine_applies_the_models_normalisation(tmp_path: Path) -> None:
     img, _ = phantom(64, lesion=True, seed=5)
     bright = save_png(tmp_path / "bright.png", img)
     dim = save_png(tmp_path / "dim.png", _dimmed(img, (1.0, 0.35, 1.0)))
+    import keras
+
+    # An untrained network's sensitivity to intensity depends on its random weights: fix them, so the test does
+    # not depend on the random state left by earlier tests (seeds 0-7 all pass; one unseeded full-suite draw failed).
+    keras.utils.set_random_seed(0)
     net = _tiny_unetpp()
     target = tuple(float(t) for t in fit_channel_norm(img[None]).target)
     plain_path, norm_path = tmp_path / "plain.h5", tmp_path / "norm.h5"
