@@ -58,6 +58,18 @@ def save_png(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
     return path
 
 
+def phantom_patients(root: Path, names: list[str], n: int = 4) -> Path:
+    """Patient folders of 64x64 phantom slices with masks (every other slice has a lesion)."""
+    from unetpp_gui.core.phantom import phantom
+
+    for k, name in enumerate(names):
+        for i in range(n):
+            img, mask = phantom(64, lesion=i % 2 == 0, seed=10 * k + i)
+            save_png(root / name / f"{name}_{i + 1}.png", img)
+            save_png(root / name / f"{name}_{i + 1}_mask.png", mask.astype(np.uint8) * 255)
+    return root
+
+
 @pytest.fixture
 def phantom_folder(tmp_path: Path) -> Path:
     """A patient folder of phantom slices with masks, plus one broken PNG."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import phantom_patients
 
 from training.data import institution_of, split_patients
 from training.evaluate import Evaluated, calibrate, metrics_at
@@ -201,25 +202,13 @@ def test_dataset_augmentation_keeps_images_and_masks_aligned() -> None:
     assert contrast(y) > contrast(y[:, ::-1, ::-1]) + 0.1  # the mask fits its image better than a turned one
 
 
-def _phantom_patients(root: Path, names: list[str], n: int = 4) -> Path:
-    from conftest import save_png
-    from unetpp_gui.core.phantom import phantom
-
-    for k, name in enumerate(names):
-        for i in range(n):
-            img, mask = phantom(64, lesion=i % 2 == 0, seed=10 * k + i)
-            save_png(root / name / f"{name}_{i + 1}.png", img)
-            save_png(root / name / f"{name}_{i + 1}_mask.png", mask.astype(np.uint8) * 255)
-    return root
-
-
 @pytest.mark.slow
 def test_test_split_is_untouched_stored_and_evaluated_by_default(tmp_path: Path, capsys) -> None:
     from training.cli import main as training_main
     from training.train import TrainConfig, train
     from unetpp_gui.core.metadata import read_metadata
 
-    data = _phantom_patients(tmp_path / "data", ["PA", "PB", "PC", "PD", "PE"])
+    data = phantom_patients(tmp_path / "data", ["PA", "PB", "PC", "PD", "PE"])
     out = tmp_path / "m.h5"
     cfg = TrainConfig(data=[str(data)], out=str(out), base_filters=2, depth=3, image_size=64, epochs=1,
                       batch_size=4, augment=False, val_patients=["PC"], test_patients=["PD", "PE"],
@@ -271,7 +260,7 @@ def test_crop_training_with_weight_average_saves_a_whole_slice_model_and_resumes
     from unetpp_gui.core.metadata import read_metadata
     from unetpp_gui.core.model_io import load_model
 
-    data = _phantom_patients(tmp_path / "data", ["PA", "PB", "PC"])
+    data = phantom_patients(tmp_path / "data", ["PA", "PB", "PC"])
     out = tmp_path / "crop.h5"
     cfg = TrainConfig(data=[str(data)], out=str(out), base_filters=2, depth=3, image_size=64, epochs=1,
                       batch_size=4, val_patients=["PC"], strategy="default", crop_size=32, crop_tumour=0.8,

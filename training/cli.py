@@ -75,7 +75,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from training.train import TrainConfig, configure_threads, print_result, train
+    from training.backend import configure_threads
+    from training.train import TrainConfig, print_result, train
 
     cfg = TrainConfig(**config_from_args(args))
     cancel = threading.Event()

@@ -42,6 +42,13 @@ class PairScan:
         return sorted({p.patient for p in self.pairs})
 
 
+# Augmentation ranges shared by both input pipelines (tf.data here, training.batches elsewhere).
+ROTATION = 0.04  # of a full turn: about +/- 15 degrees
+ZOOM = 0.1  # scale 0.9 .. 1.1
+GAIN = (0.9, 1.1)  # image intensity x gain + bias, then clipped to [0, 1]
+BIAS = (-0.05, 0.05)
+
+
 def find_pairs(data: Sequence[str | Path], prefix_fields: int | None = None) -> PairScan:
     """Every slice with a mask under ``data``; slices without one are reported, not used."""
     found = discover(list(data))
@@ -180,6 +187,18 @@ def crop_window(mask: np.ndarray, size: int, rng: np.random.Generator, on_tumour
     return int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
 
 
+def sample_slices(arrays: ArraySet, order: Sequence[int], crop_size: int, crop_tumour: float,
+                  rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(image, mask) uint8 pairs in ``order``: whole slices, or one :func:`crop_window` crop each."""
+    for i in order:
+        if crop_size:
+            y0, x0 = crop_window(arrays.masks[i], crop_size, rng, crop_tumour)
+            yield (arrays.images[i, y0:y0 + crop_size, x0:x0 + crop_size],
+                   arrays.masks[i, y0:y0 + crop_size, x0:x0 + crop_size])
+        else:
+            yield arrays.images[i], arrays.masks[i]
+
+
 def make_dataset(
     arrays: ArraySet,
     batch_size: int,
@@ -209,13 +228,7 @@ def make_dataset(
 
     def gen() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         order = epoch_indices(arrays, oversample, rng, empty_fraction) if training else np.arange(len(arrays))
-        for i in order:
-            if crop:
-                y0, x0 = crop_window(arrays.masks[i], crop_size, rng, crop_tumour)
-                yield (arrays.images[i, y0:y0 + crop_size, x0:x0 + crop_size],
-                       arrays.masks[i, y0:y0 + crop_size, x0:x0 + crop_size])
-            else:
-                yield arrays.images[i], arrays.masks[i]
+        return sample_slices(arrays, order, crop_size if crop else 0, crop_tumour, rng)
 
     sig = (tf.TensorSpec((h, w, c), tf.uint8), tf.TensorSpec((h, w, 1), tf.uint8))
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
@@ -240,8 +253,8 @@ def _augmenter(channels: int, seed: int) -> Any:
 
     geometric = [
         layers.RandomFlip("horizontal", seed=seed, dtype="float32"),
-        layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1, dtype="float32"),  # about +/- 15 degrees
-        layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2, dtype="float32"),
+        layers.RandomRotation(ROTATION, fill_mode="constant", seed=seed + 1, dtype="float32"),
+        layers.RandomZoom(ZOOM, fill_mode="constant", seed=seed + 2, dtype="float32"),
     ]
     gen = tf.random.Generator.from_seed(seed + 3)
 
@@ -252,8 +265,8 @@ def _augmenter(channels: int, seed: int) -> Any:
             both = layer(both, training=True)
         x, y = both[..., :channels], both[..., channels:]
         n = tf.shape(x)[0]
-        gain = gen.uniform((n, 1, 1, 1), 0.9, 1.1)
-        bias = gen.uniform((n, 1, 1, 1), -0.05, 0.05)
+        gain = gen.uniform((n, 1, 1, 1), *GAIN)
+        bias = gen.uniform((n, 1, 1, 1), *BIAS)
         x = tf.clip_by_value(x * gain + bias, 0.0, 1.0)
         return x, tf.cast(y > 0.5, tf.float32)
 

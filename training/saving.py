@@ -7,6 +7,8 @@ a group ``unetpp_optimizer`` holding every optimizer variable in order (step cou
 
 from __future__ import annotations
 
+import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from unetpp_gui.core.atomic import atomic_path
 from unetpp_gui.core.metadata import ModelMetadata, write_metadata
 
 OPT_GROUP = "unetpp_optimizer"
+_TWINS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
 
 def _float32_copy(model: Any, architecture: dict[str, Any]) -> Any:
@@ -29,11 +32,15 @@ def _float32_copy(model: Any, architecture: dict[str, Any]) -> Any:
     same_shape = list(model.input_shape[1:]) == list(architecture.get("input_shape", model.input_shape[1:]))
     if same_shape and all(getattr(l.dtype_policy, "name", "float32") == "float32" for l in model.layers):
         return model
-    keras.config.set_dtype_policy("float32")
-    try:
-        twin = build(architecture)
-    finally:
-        keras.config.set_dtype_policy(policy)
+    key = json.dumps(architecture, sort_keys=True)
+    twin = _TWINS.get(model, {}).get(key)
+    if twin is None:  # built once per run: building a UNet++ takes seconds, and every epoch saves
+        keras.config.set_dtype_policy("float32")
+        try:
+            twin = build(architecture)
+        finally:
+            keras.config.set_dtype_policy(policy)
+        _TWINS.setdefault(model, {})[key] = twin
     twin.set_weights(model.get_weights())
     return twin
 
@@ -64,6 +71,23 @@ def _write_optimizer(path: Path, optimizer: Any) -> None:
         for i, var in enumerate(optimizer.variables):
             ds = g.create_dataset(f"{i:05d}", data=np.asarray(var))
             ds.attrs["name"] = getattr(var, "path", getattr(var, "name", str(i)))
+
+
+def source_weights(path: str | Path) -> list[np.ndarray]:
+    """The weights of a saved model to resume or fine-tune. TensorFlow reads it with the viewer's checked loader;
+    other backends with Keras' own (the viewer's loader runs on TensorFlow)."""
+    from training import backend
+
+    if backend.is_tensorflow():
+        from unetpp_gui.core.model_io import load_model
+
+        return load_model(path).keras_model.get_weights()
+    import keras
+
+    from unetpp_gui.core.model_io import _check_file
+
+    _check_file(Path(path), trust=False)
+    return keras.models.load_model(path, compile=False).get_weights()
 
 
 def read_optimizer_state(path: str | Path) -> list[np.ndarray] | None:

@@ -76,26 +76,6 @@ def last_path_for(out: Path) -> Path:
     return out.with_name(f"{out.stem}.last{out.suffix}")
 
 
-def get_strategy(name: str) -> Any:
-    """A tf.distribute strategy: TensorFlow's engine spreads the batches, we add nothing."""
-    import tensorflow as tf
-
-    if name == "auto":
-        if os.environ.get("TF_CONFIG"):
-            return tf.distribute.MultiWorkerMirroredStrategy()
-        if len(tf.config.list_logical_devices("GPU")) > 1:
-            return tf.distribute.MirroredStrategy()
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.MirroredStrategy(devices=[d.name for d in gpus] or ["/cpu:0"])
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "default":
-        return tf.distribute.get_strategy()
-    raise ValueError(f"unknown strategy {name!r}")
-
-
 def _architecture(cfg: TrainConfig) -> dict[str, Any]:
     arch: dict[str, Any] = {
         "name": cfg.architecture,
@@ -203,7 +183,7 @@ def _split(cfg: TrainConfig, available: list[str]) -> _Split:
     from training.data import split_patients
 
     patients = available[: cfg.max_patients] if cfg.max_patients else list(available)
-    test = sorted(set(cfg.test_patients or ()) & set(patients))
+    test = sorted(set(cfg.test_patients or ()))  # held out and stored even where this data lacks them
     if cfg.val_patients and set(cfg.val_patients) & set(test):
         raise ValueError("a patient cannot be in both the validation and the test split: "
                          + ", ".join(sorted(set(cfg.val_patients) & set(test))))
@@ -230,11 +210,11 @@ def _pairs_of(pairs: list[Any], patients: list[str], max_slices: int | None) -> 
 
 def _set_precision(cfg: TrainConfig) -> None:
     import keras
-    import tensorflow as tf
 
+    from training import backend
     from unetpp_gui.core.model_io import cpu_supports_bf16
 
-    if not tf.config.list_physical_devices("GPU") and not cpu_supports_bf16():
+    if not backend.gpus() and not cpu_supports_bf16():
         print("warning: this CPU has no native bfloat16 (AVX512-BF16/AMX); mixed precision will be "
               "emulated and slower than float32", file=sys.stderr, flush=True)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -246,16 +226,14 @@ def _compiled_model(cfg: TrainConfig, arch: dict[str, Any], n_outputs: int, tota
 
     from training.losses import LOSSES, GlobalDice
     from training.models import build
-    from training.saving import read_optimizer_state, restore_optimizer
+    from training.saving import read_optimizer_state, restore_optimizer, source_weights
 
     if cfg.crop_size:  # any input size: crops train, whole slices validate (saved at the stored size)
         arch = dict(arch, input_shape=[None, None, arch["input_shape"][2]])
     model = build(arch)
     source = cfg.resume or cfg.init_from
     if source:
-        from unetpp_gui.core.model_io import load_model
-
-        model.set_weights(load_model(source).keras_model.get_weights())
+        model.set_weights(source_weights(source))
     lr: Any = cfg.learning_rate
     if cfg.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, total_steps), alpha=0.05)
@@ -274,6 +252,14 @@ def _compiled_model(cfg: TrainConfig, arch: dict[str, Any], n_outputs: int, tota
 
 
 def _datasets(cfg: TrainConfig, train_arr: Any, val_arr: Any, n_outputs: int, steps: int) -> tuple[Any, Any]:
+    from training import backend
+
+    if not backend.is_tensorflow():
+        from training.batches import SliceBatches
+
+        return (SliceBatches(train_arr, cfg.batch_size, n_outputs, True, cfg.augment, cfg.oversample, cfg.seed,
+                             cfg.empty_fraction, cfg.crop_size, cfg.crop_tumour, steps),
+                SliceBatches(val_arr, cfg.batch_size, n_outputs, training=False))
     import tensorflow as tf
 
     from training.data import make_dataset
@@ -368,9 +354,9 @@ def _callbacks(cfg: TrainConfig, saver: _Saver, cancel: threading.Event, progres
 def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading.Event | None = None,
           verbose: int = 0) -> TrainResult:
     """Run one training job: source model, split, data, model, fit. Files on disk only ever hold complete epochs."""
-    from unetpp_gui.core.quiet import import_tensorflow
+    from training import backend
 
-    import_tensorflow()
+    backend.prepare()
     import keras
 
     from training import callbacks as cb
@@ -411,9 +397,10 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
     try:
         arch = _architecture(cfg)
         n_outputs = cfg.depth - 1 if (cfg.architecture == "unetpp" and cfg.deep_supervision) else 1
-        steps = math.ceil(epoch_size(train_arr, cfg.oversample, cfg.empty_fraction) / cfg.batch_size)
+        epoch_slices = epoch_size(train_arr, cfg.oversample, cfg.empty_fraction)
+        steps = math.ceil(epoch_slices / cfg.batch_size)
         steps = min(steps, cfg.steps_per_epoch) if cfg.steps_per_epoch else steps
-        with get_strategy(cfg.strategy).scope():
+        with backend.strategy_scope(cfg.strategy):
             model, optimizer, head = _compiled_model(cfg, arch, n_outputs, steps * cfg.epochs)
         train_ds, val_ds = _datasets(cfg, train_arr, val_arr, n_outputs, steps)
         monitor = f"val_{head}_dice" if head else "val_dice"
@@ -425,10 +412,11 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
         progress = cb.JsonProgress(json_stream, cfg.epochs, steps, initial_epoch, cfg.progress_every) if json_stream else None
         callbacks, ckpt, early = _callbacks(cfg, saver, cancel, progress)
         _emit(progress, "start", epochs=cfg.epochs, steps=steps, initial_epoch=initial_epoch,
+              epoch_slices=epoch_slices, batch_size=cfg.batch_size,
               train_slices=len(train_arr), val_slices=len(val_arr), train_patients=len(split.train),
               val_patients=len(split.val), monitor=monitor)
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data reshuffles per epoch
+                  callbacks=callbacks, verbose=verbose, shuffle=False)  # the pipelines reshuffle per epoch
     finally:
         if cfg.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
@@ -449,32 +437,17 @@ def _result(cancel: threading.Event, early: Any, ckpt: Any, out: Path, history: 
 
 
 def hardware_description() -> str:
-    """What trained the model: GPUs if TensorFlow sees any, else the CPU's model, cores and vector units."""
-    import tensorflow as tf
+    """What trained the model: the backend's GPUs if it sees any, else the CPU's model, cores and vector units."""
+    from training import backend
 
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = backend.gpus()
     if gpus:
-        return f"{len(gpus)} GPU(s)"
+        return f"{len(gpus)} GPU(s) ({', '.join(sorted(set(gpus)))}), Keras on {backend.version()}"
     from unetpp_gui.core.model_io import cpu_info
 
     model, flags = cpu_info()
     units = [u for u in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if u in flags]
     return f"{os.cpu_count()} CPU cores, {model}" + (f" ({', '.join(units)})" if units else "")
-
-
-def configure_threads() -> None:
-    """Use every core for one op (the machines here have 2): fastest for conv nets on CPU."""
-    from unetpp_gui.core.quiet import import_tensorflow
-
-    import_tensorflow()
-    import tensorflow as tf
-
-    n = os.cpu_count() or 2
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(2)
-    except RuntimeError:
-        pass  # already initialised
 
 
 def print_result(result: TrainResult, stream: TextIO | None = None) -> None:

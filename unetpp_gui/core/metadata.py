@@ -89,15 +89,17 @@ def library_versions() -> dict[str, str]:
     """Versions worth recording next to a trained model."""
     import platform
 
+    import importlib
+
     import keras
     import numpy
-    import tensorflow as tf
 
     from unetpp_gui import __version__
 
+    backend = keras.backend.backend()  # tensorflow unless KERAS_BACKEND names another
     return {
         "unetpp_gui": __version__,
-        "tensorflow": tf.__version__,
+        backend: importlib.import_module(backend).__version__,
         "keras": keras.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
