@@ -21,8 +21,12 @@ mapfile -t JOBS < <(sed 's#DATA#/tmp/lgg#g' "${JOBS_FILE:-.gpu/jobs.txt}")
 args=()
 for j in "${JOBS[@]}"; do args+=(--job "$j"); done
 python3 scripts/gpu_train.py --deadline "${DEADLINE:-520}" --out /tmp/runs "${args[@]}" 2>&1 | tee "$OUT/driver.log"
+# best models only, without optimizer state (37 MB with it: over the 16 MiB a returned file may have)
 for f in /tmp/runs/*.h5; do
-    case "$f" in *.probe.h5|*.last.h5) ;; *) cp "$f" "$OUT/" ;; esac
+    case "$f" in *.probe.h5|*.last.h5) ;; *)
+        python3 -c "import sys; from training.export import export_model; export_model(sys.argv[1], sys.argv[2])" \
+            "$f" "$OUT/$(basename "$f")" ;;
+    esac
 done
 for f in /tmp/runs/*.jsonl; do case "$f" in *.probe.jsonl) ;; *) cp "$f" "$OUT/" ;; esac; done
 tail -n 30 /tmp/runs/*.err > "$OUT/stderr.txt" 2>/dev/null

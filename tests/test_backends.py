@@ -97,8 +97,18 @@ def test_jax_backend_trains_resumes_and_the_viewer_opens_the_result(tmp_path: Pa
     resumed = read_metadata(last)
     assert resumed.training["epoch"] == 3 and resumed.training["optimizer_step"] == 3 * steps // 2
 
+    # exported on JAX too (what scripts/gpu_train.sh sends back): no optimizer state
+    shipped = tmp_path / "shipped.h5"
+    code = ("import sys; sys.modules['tensorflow'] = None; from training.export import export_model; "
+            "export_model(sys.argv[1], sys.argv[2])")
+    exp = subprocess.run([sys.executable, "-c", code, str(last), str(shipped)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    assert read_optimizer_state(shipped) is None and shipped.stat().st_size < last.stat().st_size
+    assert read_metadata(shipped).training["epoch"] == 3
+
     model = load_model(out)  # the viewer (TensorFlow) opens what JAX trained, at the slice size
-    assert model.input_hw == (64, 64)
+    assert model.input_hw == (64, 64) and load_model(shipped).input_hw == (64, 64)
     prob = model.predict_batch(np.zeros((1, 64, 64, 3), np.float32))
     assert np.isfinite(np.asarray(prob)).all()
 

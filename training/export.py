@@ -7,17 +7,16 @@ from pathlib import Path
 
 
 def export_model(src: str | Path, dst: str | Path, level: int | None = None) -> Path:
-    """Write ``src`` to ``dst`` without optimizer state (and pruned at ``level`` if given)."""
-    from unetpp_gui.core.quiet import import_tensorflow
+    """Write ``src`` to ``dst`` without optimizer state (and pruned at ``level`` if given); any Keras backend."""
+    from training import backend
 
-    import_tensorflow()
+    backend.prepare()  # first: TensorFlow, where it is the backend, imported quietly
     from training.models import prune
-    from training.saving import save_model
-    from unetpp_gui.core.model_io import load_model
+    from training.saving import load_keras, save_model
+    from unetpp_gui.core.metadata import read_metadata
 
-    loaded = load_model(src)
-    model = loaded.keras_model
-    meta = loaded.metadata
+    model = load_keras(src)
+    meta = read_metadata(src)
     arch = dict(meta.architecture)
     if level:
         model = prune(model, level)

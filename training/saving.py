@@ -73,21 +73,26 @@ def _write_optimizer(path: Path, optimizer: Any) -> None:
             ds.attrs["name"] = getattr(var, "path", getattr(var, "name", str(i)))
 
 
-def source_weights(path: str | Path) -> list[np.ndarray]:
-    """The weights of a saved model to resume or fine-tune. TensorFlow reads it with the viewer's checked loader;
-    other backends with Keras' own (the viewer's loader runs on TensorFlow)."""
+def load_keras(path: str | Path) -> Any:
+    """The network in a saved model, to resume, fine-tune or export. TensorFlow reads it with the viewer's
+    checked loader; other backends with Keras' own after the same file checks (the viewer runs on TensorFlow)."""
     from training import backend
 
+    backend.prepare()
     if backend.is_tensorflow():
         from unetpp_gui.core.model_io import load_model
 
-        return load_model(path).keras_model.get_weights()
+        return load_model(path).keras_model
     import keras
 
     from unetpp_gui.core.model_io import _check_file
 
     _check_file(Path(path), trust=False)
-    return keras.models.load_model(path, compile=False).get_weights()
+    return keras.models.load_model(path, compile=False)
+
+
+def source_weights(path: str | Path) -> list[np.ndarray]:
+    return load_keras(path).get_weights()
 
 
 def read_optimizer_state(path: str | Path) -> list[np.ndarray] | None:
