@@ -1,4 +1,5 @@
-"""Folder inference throughput: engine vs the prototype's loop, vs the hardware's bound, bf16, OpenVINO.
+"""Folder inference throughput: engine vs the prototype's loop, vs the hardware's bound, bf16, OpenVINO,
+ONNX Runtime (evaluated only where ``onnxruntime`` and ``tf2onnx`` are installed; not a dependency).
 
 Prints a markdown section. Usage: python benchmarks/bench_throughput.py [N_SLICES]
 """
@@ -116,6 +117,54 @@ def openvino_rows(model, paths, base_rate: float, tf_rates: dict[int, float]) ->
     print()
 
 
+def onnxruntime_rows(model, paths, tf_rates: dict[int, float]) -> None:
+    """ONNX Runtime against TensorFlow on the network the engine runs (batch norms folded), same inputs."""
+    import importlib.util
+    import os
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    if not (importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("tf2onnx")):
+        print("ONNX Runtime: not installed here (onnxruntime and tf2onnx); no comparison.\n")
+        return
+    import onnxruntime as ort
+
+    from unetpp_gui.core.image_io import load_image
+    from unetpp_gui.core.inference import prepare_for
+
+    with tempfile.TemporaryDirectory() as tmp:
+        network = model.runtime_model if model.runtime_model is not None else model.keras_model
+        network.export(f"{tmp}/sm", format="tf_saved_model", verbose=False)
+        subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", f"{tmp}/sm", "--output",
+                        f"{tmp}/m.onnx", "--opset", "17"], check=True, capture_output=True)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 2
+        session = ort.InferenceSession(f"{tmp}/m.onnx", options, providers=["CPUExecutionProvider"])
+        size_mb = Path(f"{tmp}/m.onnx").stat().st_size / 1e6
+    feed, head = session.get_inputs()[0].name, session.get_outputs()[model.output_index].name
+    x = np.stack([prepare_for(model, load_image(p))[0] for p in paths]).astype(np.float32)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run([head], {feed: batch})[0]
+
+    print(f"ONNX Runtime {ort.__version__} (tf2onnx, opset 17, {size_mb:.1f} MB) against TensorFlow, the same "
+          f"{len(paths)} prepared slices, {options.intra_op_num_threads} threads:\n")
+    print("| batch | ONNX Runtime slices/s | TensorFlow slices/s (engine, above) | ratio |\n|---|---|---|---|")
+    for bs in (1, 8):
+        run(x[:bs])
+        with timer() as t:
+            for i in range(0, len(x), bs):
+                run(x[i:i + bs])
+        rate = len(x) / t[0]
+        print(f"| {bs} | {rate:.2f} | {tf_rates[bs]:.2f} | {rate / tf_rates[bs]:.2f}x |")
+    a = model.predict_batch(x[:16])
+    b = run(x[:16]).reshape(a.shape)
+    print(f"\nmax |probability difference| vs TensorFlow {float(np.abs(a - b).max()):.1e} on 16 slices; masks at 0.5 "
+          f"{'identical' if ((a > 0.5) == (b > 0.5)).all() else 'differ'}. TensorFlow's rate includes decoding "
+          "(overlapped), ONNX Runtime's does not: the ratio flatters ONNX Runtime slightly.\n")
+
+
 def main() -> None:
     from unetpp_gui.core.architecture import extract_grid
     from unetpp_gui.core.model_io import load_model
@@ -191,6 +240,7 @@ def main() -> None:
           f"{rate_bf / base_rate:.2f}x the prototype**, {rate_bf / rates[best_bs]:.2f}x fp32; mask Dice fp32 vs bf16 {dice:.4f} on "
           f"{len(paths[:: max(1, len(paths) // 60)])} slices; same tumour decision on {same * 100:.1f} % of slices.\n")
     openvino_rows(model, paths, base_rate, rates)
+    onnxruntime_rows(model, paths, rates)
 
 
 if __name__ == "__main__":
