@@ -57,6 +57,21 @@ def test_openvino_gives_tensorflows_probabilities(ds_model: Path, variant: dict,
 
 
 @needs_openvino
+def test_openvino_model_is_safe_to_call_from_several_threads(ds_model: Path, tmp_path: Path) -> None:
+    """The GUI can predict on two threads at once (a batch and a slice shown again); one shared OpenVINO
+    infer request aborted the whole process with 'Infer Request is busy'."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = load_model(ds_model, runtime="openvino")
+    assert model.runtime == "openvino", model.runtime_note
+    x = np.repeat(_batch(), 4, axis=0)
+    expected = model.predict_batch(x)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _k: model.predict_batch(x), range(32)))
+    assert all(np.array_equal(r, expected) for r in results)
+
+
+@needs_openvino
 def test_openvino_converts_once_and_falls_back_on_a_broken_cache(ds_model: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

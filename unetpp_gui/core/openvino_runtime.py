@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,19 @@ class OpenVinoRunner:
     def __init__(self, compiled: Any, output_index: int, activation: str | None, channel: int, tta: bool) -> None:
         self.compiled, self.output = compiled, compiled.outputs[output_index]
         self.activation, self.channel, self.tta = activation, channel, tta
+        self._local = threading.local()
+
+    def _request(self) -> Any:
+        """This thread's own infer request: one request used by two threads at once aborts the process
+        ("Infer Request is busy"), and the GUI may predict a batch and a single slice together."""
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
 
     def _prob(self, x: np.ndarray) -> np.ndarray:
-        y = np.asarray(self.compiled(np.ascontiguousarray(x, np.float32))[self.output], np.float32)
+        result = self._request().infer(np.ascontiguousarray(x, np.float32))  # outputs copied, not shared
+        y = np.asarray(result[self.output], np.float32)
         if self.activation == "sigmoid":
             y = 1.0 / (1.0 + np.exp(-y))
         elif self.activation == "softmax":
