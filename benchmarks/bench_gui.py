@@ -15,6 +15,7 @@ from common import ROOT, lgg_slices, model_path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 300
 RUNS = 3
+STALLS: list = []  # per run: the tracer's account of every gap over 40 ms
 
 
 def stalls(n: int) -> tuple[list[float], float, int]:
@@ -25,17 +26,20 @@ def stalls(n: int) -> tuple[list[float], float, int]:
     import tempfile
 
     app = QApplication.instance() or QApplication([])
-    from unetpp_gui.ui.heartbeat import Heartbeat
+    from unetpp_gui.ui.heartbeat import Heartbeat, StallTracer
     from unetpp_gui.ui.main_window import MainWindow
 
     win = MainWindow(settings=QSettings(os.path.join(tempfile.mkdtemp(), "s.ini"), QSettings.IniFormat))
     win.show()
     heartbeat = Heartbeat(10)
-    win.model_changed.connect(lambda _m: (heartbeat.start(), win.open_paths(lgg_slices(n))))
+    tracer = StallTracer(heartbeat)
+    win.model_changed.connect(lambda _m: (heartbeat.start(), tracer.start(), win.open_paths(lgg_slices(n))))
     win.predictions_finished.connect(app.quit)
     win.load_model(model_path())
     app.exec()
     heartbeat.stop()
+    tracer.stop()
+    STALLS.append(tracer.stalls(40.0))
     # baseline: the prototype's way, one model call on the GUI thread per slice
     from unetpp_gui.core.image_io import load_image
     from unetpp_gui.core.inference import predict_array
@@ -81,6 +85,15 @@ def main() -> None:
         pct = lambda q: ranked[int(q * (len(ranked) - 1))]  # noqa: E731
         print(f"| {k} | {done} | {len(beats)} | {pct(0.5):.0f} | {pct(0.99):.0f} | **{max(beats):.0f}** | "
               f"{sum(1 for b in beats if b > 50)} |")
+    print("\nWhere the GUI thread was during each gap over 40 ms (its Python stack sampled every 2 ms once the "
+          "tick was 20 ms late; 'exec' = the event loop itself, i.e. Qt's C++ or the thread not scheduled):\n")
+    traced = [(k, s) for k, run in enumerate(STALLS, 1) for s in run]
+    for k, (gap, where, in_gc, gens) in traced:
+        top = "; ".join(f"{n}x {stack}" for stack, n in where) or "no sample (the tracer itself was not scheduled)"
+        gc_text = f"garbage collection {in_gc:.0f} ms, generation {'/'.join(map(str, gens))}" if gens else "no garbage collection"
+        print(f"- run {k}, {gap:.0f} ms ({gc_text}): {top}")
+    if not traced:
+        print("- none")
     blocking = max(r[1] for r in runs)
     worst = max(max(r[0]) for r in runs)
     print(f"\nBaseline, one model call on the GUI thread: {blocking:.0f} ms per slice ({blocking / max(worst, 1e-9):.1f}x "

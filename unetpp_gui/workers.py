@@ -108,7 +108,20 @@ def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | 
 
         size, times, cached = best_batch_size(model)
         model.batch_size_choice, model.batch_size_note = size, describe(size, times, cached)
+    settle_heap()
     return model
+
+
+def settle_heap() -> None:
+    """Collect once and freeze what survives (the framework's and the model's objects), so later full
+    collections skip them. A full collection holds the interpreter lock: over TensorFlow's object graph one
+    took 247 ms of the GUI thread in the middle of a batch (bench_gui's stall tracer). Here it runs once,
+    while the model loads; unfreezing first lets a replaced model's objects be collected."""
+    import gc
+
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 @job

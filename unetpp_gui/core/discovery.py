@@ -75,6 +75,7 @@ class Discovery:
 
     slices: list[Path] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)  # the named paths that were folders, resolved
 
 
 def _is_regular(path: Path) -> bool:
@@ -120,6 +121,7 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
                 add_studies([p])
             continue
         if p.is_dir():
+            found.folders.append(p.resolve())
             batch: list[Path] = []
 
             def onerror(err: OSError) -> None:

@@ -271,15 +271,14 @@ class MainWindow(QMainWindow):
         worker.errored.connect(lambda e: self._say(f"Could not open: {e}", error=True))
         self._track(worker)
         worker.start()
-        folders = [str(Path(p).resolve()) for p in paths if Path(p).is_dir()]
-        if folders:
-            self.settings.setValue("last_folder", folders[-1])
-            for folder in reversed(folders):
-                remember_folder(self.settings, folder)
 
     def _on_discovered(self, found: Discovery) -> None:
         if self._closed:
             return
+        if found.folders:  # found by the worker: a stat per named path is file I/O, not GUI work
+            self.settings.setValue("last_folder", str(found.folders[-1]))
+            for folder in reversed(found.folders):
+                remember_folder(self.settings, str(folder))
         for path, why in found.problems:
             self._say(f"{path}: {why}", error=True)
         added = self.store.add_paths(found.slices)

@@ -1,0 +1,38 @@
+"""The stall tracer names what kept the GUI thread busy while the heartbeat was late."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+from PySide6.QtCore import QTimer
+
+
+def _busy_slot() -> None:
+    time.sleep(0.12)  # a slot that blocks the event loop
+
+
+def _collecting_slot() -> None:
+    junk = [[i] for i in range(200_000)]
+    for a, b in zip(junk, junk[1:]):
+        a.append(b)  # reference cycles, so a full collection has work to do
+    gc.collect()
+
+
+def test_tracer_names_the_blocking_slot_and_garbage_collection(qtbot) -> None:
+    from unetpp_gui.ui.heartbeat import Heartbeat, StallTracer
+
+    heartbeat = Heartbeat(10)
+    tracer = StallTracer(heartbeat, late_ms=20, poll_ms=2)
+    heartbeat.start()
+    tracer.start()
+    QTimer.singleShot(50, _busy_slot)
+    QTimer.singleShot(300, _collecting_slot)
+    qtbot.wait(600)
+    heartbeat.stop()
+    tracer.stop()
+    stalls = tracer.stalls(over_ms=80)
+    assert stalls, heartbeat.gaps_ms
+    busy = [s for s in stalls if any("_busy_slot" in stack for stack, _n in s[1])]
+    assert busy and busy[0][0] >= 100 and busy[0][2] < 5  # named, long, and not garbage collection
+    assert any(in_gc > 0 and 2 in gens for _gap, _where, in_gc, gens in tracer.stalls(over_ms=0))
