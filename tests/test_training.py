@@ -225,6 +225,9 @@ def test_test_split_is_untouched_stored_and_evaluated_by_default(tmp_path: Path,
     assert training_main(["evaluate", "--model", str(out), "--data", str(data)]) == 0
     err = capsys.readouterr().err
     assert "evaluating 2 patient(s): the model's 2 untouched test split" in err
+    report = tmp_path / "tta.json"
+    assert training_main(["evaluate", "--model", str(out), "--data", str(data), "--tta", "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["test_time_augmentation"] is True
     assert training_main(["evaluate", "--model", str(out), "--data", str(data), "--calibrate"]) == 2
     assert "add --split validation" in capsys.readouterr().err
     rc = training_main(["evaluate", "--model", str(out), "--data", str(data / "PC"), str(data / "PA"),

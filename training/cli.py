@@ -118,6 +118,9 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help="pick both thresholds and the patient 3-D filter on these patients and store them in "
                         "the model (refused on the test split)")
     p.add_argument("--report", help="write the report (.md or .json)")
+    p.add_argument("--tta", action="store_true",
+                   help="predict with test-time augmentation (mean of the slice and its mirror image), as the "
+                        "viewer's --tta does; thresholds calibrated with it suit predictions made with it")
     p.add_argument("--trust-model", action="store_true")
 
 

@@ -259,7 +259,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     from unetpp_gui.core.model_io import load_model, resolve_model_path
 
     path = resolve_model_path(args.model)
-    model = load_model(path, trust=args.trust_model)
+    model = load_model(path, trust=args.trust_model, tta=getattr(args, "tta", False))
     meta = model.metadata
     scan = find_pairs(args.data, args.patient_prefix_fields)
     try:
@@ -305,6 +305,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
               f"(area ratio, {100 * cdt:.3f} % of the slice), 3-D filter "
               f"{'off' if cf is None else f'min_fraction {cf}'} (stored in {path.name})", file=sys.stderr)
     report = {"model": path.name, "seconds": seconds, "parameters": model.n_params, "patients_why": why,
+              "test_time_augmentation": model.tta,
               "train_seconds": meta.training.get("elapsed_s"), "results": results}
     text = markdown(report)
     print(text)
