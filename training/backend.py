@@ -1,9 +1,10 @@
 """The Keras backend a training run uses, and the few things that differ between backends.
 
 Training is Keras 3 code. TensorFlow is the default backend (the viewer, its bundle and CI use it) and
-keeps the ``tf.data`` pipeline and ``tf.distribute`` strategies. With ``KERAS_BACKEND=jax`` (or ``torch``)
-the same command trains wherever that library is installed, e.g. a GPU machine without TensorFlow;
-the input pipeline is then :class:`training.batches.SliceBatches` and the saved ``.h5`` is the same file.
+keeps the ``tf.data`` pipeline and ``tf.distribute`` strategies. With ``KERAS_BACKEND=jax`` the same
+command trains wherever JAX is installed, e.g. a GPU machine without TensorFlow (tested; ``torch`` takes the
+same path, untested); the input pipeline is then :class:`training.batches.SliceBatches` and the saved ``.h5``
+is the same file.
 """
 
 from __future__ import annotations
