@@ -2,7 +2,8 @@
 
 Each job is ``python -m training train`` with its own options (``KERAS_BACKEND`` is inherited, e.g. jax on a
 machine without TensorFlow). First every job runs a short probe together (the same options, 2 epochs of
-``--probe-steps`` steps) to time one training step and one validation pass with the jobs sharing the GPU;
+``--probe-steps`` steps) to time a training step, each epoch's other work (validation, checkpoints) and the
+start-up with the jobs sharing the GPU;
 then the real runs start with as many epochs as fit before ``--deadline`` seconds (measured from this
 script's start), so their cosine schedules finish. A watchdog writes each run's cancel file at the deadline
 in any case; checkpoints on disk only ever hold complete epochs.

@@ -91,10 +91,6 @@ def load_keras(path: str | Path) -> Any:
     return keras.models.load_model(path, compile=False)
 
 
-def source_weights(path: str | Path) -> list[np.ndarray]:
-    return load_keras(path).get_weights()
-
-
 def read_optimizer_state(path: str | Path) -> list[np.ndarray] | None:
     import h5py
 

@@ -226,14 +226,14 @@ def _compiled_model(cfg: TrainConfig, arch: dict[str, Any], n_outputs: int, tota
 
     from training.losses import LOSSES, GlobalDice
     from training.models import build
-    from training.saving import read_optimizer_state, restore_optimizer, source_weights
+    from training.saving import load_keras, read_optimizer_state, restore_optimizer
 
     if cfg.crop_size:  # any input size: crops train, whole slices validate (saved at the stored size)
         arch = dict(arch, input_shape=[None, None, arch["input_shape"][2]])
     model = build(arch)
     source = cfg.resume or cfg.init_from
     if source:
-        model.set_weights(source_weights(source))
+        model.set_weights(load_keras(source).get_weights())
     lr: Any = cfg.learning_rate
     if cfg.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, total_steps), alpha=0.05)

@@ -87,9 +87,8 @@ def write_metadata(path: str | Path, meta: ModelMetadata) -> None:
 
 def library_versions() -> dict[str, str]:
     """Versions worth recording next to a trained model."""
-    import platform
-
     import importlib
+    import platform
 
     import keras
     import numpy
