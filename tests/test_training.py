@@ -95,7 +95,21 @@ def test_evaluation_equals_hand_computed_numbers() -> None:
     # AUC: positives (0.1, 0, 0.2) vs negatives (0, 0.04): pairs won 2+2, tie 0.5, lost 1 -> 4.5/6
     assert m["slice_auc"] == pytest.approx(4.5 / 6)
     pt, dt = calibrate(_items())
-    assert 0.1 <= pt <= 0.9 and 0.0 <= dt < 0.1
+    assert 0.05 <= pt <= 0.9 and 0.0 <= dt < 0.1
+
+
+def test_calibration_reaches_faint_borders_below_0_1() -> None:
+    """A map whose lesion borders sit at probability 0.07 is best cut under 0.1; the grid must reach it."""
+    prob = np.zeros((10, 10), np.uint8)
+    gt = np.zeros((10, 10), bool)
+    gt[2:8, 2:8] = True
+    prob[2:8, 2:8] = 18  # border ring: ~0.07
+    prob[3:7, 3:7] = 230  # core: 0.9
+    prob[0, 0] = 10  # background noise at ~0.04 stays out
+    items = [Evaluated(p, Path(f"{p}.png"), SliceStats.from_map(prob, gt)) for p in ("A", "B")]
+    pt, _dt = calibrate(items)
+    assert pt == 0.05
+    assert metrics_at(items, pt, 0.0)["patient_dice_mean"] == pytest.approx(1.0)
 
 
 @pytest.mark.lgg
