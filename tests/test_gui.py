@@ -166,6 +166,34 @@ def test_settings_are_remembered(qtbot, tmp_path: Path, tiny_model_path: Path) -
     assert win2.controls.pixel_threshold == 0.65 and win2.controls.decision_threshold == pytest.approx(0.02)
     win2.reset_thresholds()
     assert win2.controls.pixel_threshold == 0.4  # the model's calibrated default
+    win2.save_settings()
+    assert win2.settings.value(f"thresholds/{win2.model.name}") is None  # its own thresholds: nothing kept
+
+
+def test_remembered_thresholds_do_not_outlive_a_recalibrated_model(qtbot, tmp_path: Path,
+                                                                  tiny_model_path: Path) -> None:
+    """A model replaced by a recalibrated file of the same name starts from the new calibration."""
+    import shutil
+
+    from unetpp_gui.core.metadata import read_metadata, write_metadata
+
+    model = tmp_path / tiny_model_path.name
+    shutil.copyfile(tiny_model_path, model)
+    ini = str(tmp_path / "s.ini")
+    win = MainWindow(settings=QSettings(ini, QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(model)
+    win.controls.set_thresholds(0.65, 0.02)
+    win.save_settings()
+    meta = read_metadata(model)
+    meta.pixel_threshold, meta.decision_threshold = 0.15, 0.0002  # a new release, same file name
+    write_metadata(model, meta)
+    win2 = MainWindow(settings=QSettings(ini, QSettings.IniFormat))
+    qtbot.addWidget(win2)
+    with qtbot.waitSignal(win2.model_changed, timeout=WAIT):
+        win2.load_model(model)
+    assert win2.controls.pixel_threshold == 0.15 and win2.controls.decision_threshold == pytest.approx(0.0002)
 
 
 def test_pruned_and_tta_inference_from_the_menu(qtbot, tmp_path: Path, phantom_folder: Path) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from unetpp_gui.core.review import JobProgress, ThresholdModel, prediction_order
+from unetpp_gui.core.review import (JobProgress, ThresholdModel, prediction_order, remembered_thresholds,
+                                    thresholds_to_remember)
 from unetpp_gui.core.store import Thresholds
 
 
@@ -21,6 +22,20 @@ def test_threshold_model_clamps_rounds_and_notifies_once_per_change() -> None:
     model.set(0.0, 2.0)  # out of range: to what the controls can show
     assert model.value == Thresholds(0.01, 1.0)
     assert [t.pixel for t in seen] == [0.46, 0.46, 0.01] and len(seen) == 3
+
+
+def test_remembered_thresholds_follow_the_calibration_they_were_chosen_against() -> None:
+    calib = (0.1, 0.0001373291015625)
+    shown = ThresholdModel(*calib).value  # rounded for display, still the model's own
+    assert thresholds_to_remember(shown, *calib) is None
+    kept = thresholds_to_remember(ThresholdModel(0.3, 0.002).value, *calib)
+    assert kept == [0.3, 0.002, *calib]
+    # as an ini file returns them: strings
+    assert remembered_thresholds([str(v) for v in kept], *calib) == (0.3, 0.002)
+    assert remembered_thresholds(kept, 0.15, 0.0002) == (0.15, 0.0002)  # recalibrated model: its own
+    assert remembered_thresholds(["0.3", "0.002"], *calib) == calib  # old two-value entry: no calibration known
+    assert remembered_thresholds(None, *calib) == calib
+    assert remembered_thresholds(["x", "y", "z", "w"], *calib) == calib
 
 
 def test_prediction_order_puts_what_the_user_sees_first() -> None:

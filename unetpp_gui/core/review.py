@@ -6,6 +6,7 @@ Tests and the command line can use them without a display.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,31 @@ class ThresholdModel:
         pixel = round(min(max(float(pixel), lo), hi), PIXEL_DECIMALS)
         percent = round(min(max(float(decision), 0.0), 1.0) * 100.0, DECISION_PERCENT_DECIMALS)
         return Thresholds(pixel, percent / 100.0)
+
+
+def remembered_thresholds(saved: object, pixel: float, decision: float) -> tuple[float, float]:
+    """The thresholds to show for a model whose calibrated ones are ``pixel`` and ``decision``.
+
+    ``saved`` is what :func:`thresholds_to_remember` stored for a model of this name: the user's choice is
+    restored only if it was made against the same calibration, so a model file replaced by a recalibrated
+    one of the same name starts from its own thresholds, not from the old model's.
+    """
+    if isinstance(saved, (list, tuple)) and len(saved) == 4:
+        try:
+            user_p, user_d, calib_p, calib_d = (float(v) for v in saved)
+        except (TypeError, ValueError):
+            return pixel, decision
+        if math.isclose(calib_p, pixel, abs_tol=1e-12) and math.isclose(calib_d, decision, abs_tol=1e-12):
+            return user_p, user_d
+    return pixel, decision
+
+
+def thresholds_to_remember(shown: Thresholds, pixel: float, decision: float) -> list[float] | None:
+    """What to store for the thresholds ``shown`` when the model's calibrated ones are ``pixel`` and
+    ``decision``: None (forget) when they are the model's own, else the choice and its calibration."""
+    if shown == ThresholdModel._clean(pixel, decision):
+        return None
+    return [shown.pixel, shown.decision, float(pixel), float(decision)]
 
 
 def prediction_order(pending: Sequence[Path], current: Path | None, patient_of: Callable[[Path], str],

@@ -22,7 +22,8 @@ from unetpp_gui.core.image_io import save_png
 from unetpp_gui.core.inference import SliceResult
 from unetpp_gui.core.overlay import render_overlay
 from unetpp_gui.core.postprocess import binarize
-from unetpp_gui.core.review import JobProgress, ThresholdModel, prediction_order
+from unetpp_gui.core.review import (JobProgress, ThresholdModel, prediction_order, remembered_thresholds,
+                                    thresholds_to_remember)
 from unetpp_gui.core.store import SliceStore, Thresholds
 from unetpp_gui.ui import menus
 from unetpp_gui.ui.batch_view import BatchView
@@ -180,11 +181,8 @@ class MainWindow(QMainWindow):
         self.results.model.setText(f"{model.name} ({model.n_params:,} parameters{variant})")
         menus.sync_inference_menu(self)
         self.results.model.setToolTip(str(model.path))
-        pixel, decision = meta.pixel_threshold, meta.decision_threshold
-        saved = self.settings.value(f"thresholds/{model.name}")
-        if isinstance(saved, (list, tuple)) and len(saved) == 2:  # the user's last choice for this model
-            pixel, decision = float(saved[0]), float(saved[1])
-        self.controls.set_thresholds(pixel, decision)
+        self.controls.set_thresholds(*remembered_thresholds(self.settings.value(f"thresholds/{model.name}"),
+                                                            meta.pixel_threshold, meta.decision_threshold))
         self.controls.setEnabled(True)
         self.empty.set_model_state(f"Model {model.name} is ready.")
         self._say(f"Model {model.name} ready" + (f"; {model.batch_size_note}." if model.batch_size_note else "."))
@@ -621,8 +619,12 @@ class MainWindow(QMainWindow):
         self.settings.setValue("overlay_opacity", self.controls.opacity.value())
         self.settings.setValue("overlay_mode", self.controls.mode.currentText())
         if self.model is not None:
-            t = self.thresholds()
-            self.settings.setValue(f"thresholds/{self.model.name}", [t.pixel, t.decision])
+            meta = self.model.metadata
+            keep = thresholds_to_remember(self.thresholds(), meta.pixel_threshold, meta.decision_threshold)
+            if keep is None:
+                self.settings.remove(f"thresholds/{self.model.name}")
+            else:
+                self.settings.setValue(f"thresholds/{self.model.name}", keep)
         self.settings.sync()
 
     def closeEvent(self, event: Any) -> None:
