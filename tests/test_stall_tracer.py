@@ -36,3 +36,22 @@ def test_tracer_names_the_blocking_slot_and_garbage_collection(qtbot) -> None:
     busy = [s for s in stalls if any("_busy_slot" in stack for stack, _n in s[1])]
     assert busy and busy[0][0] >= 100 and busy[0][2] < 5  # named, long, and not garbage collection
     assert any(in_gc > 0 and 2 in gens for _gap, _where, in_gc, gens in tracer.stalls(over_ms=0))
+
+
+def test_a_window_makes_workers_hand_the_interpreter_lock_back_sooner(qtbot, tmp_path) -> None:
+    """Python's default switch interval (5 ms) let a busy worker keep the GUI thread waiting for the lock."""
+    import sys
+
+    from PySide6.QtCore import QSettings
+
+    from unetpp_gui.ui.main_window import MainWindow
+    from unetpp_gui.workers import GUI_SWITCH_INTERVAL_S
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+        qtbot.addWidget(win)
+        assert sys.getswitchinterval() <= GUI_SWITCH_INTERVAL_S < 0.005
+    finally:
+        sys.setswitchinterval(before)

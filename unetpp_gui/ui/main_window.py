@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None, batch_size: int | None = None) -> None:
         super().__init__()
+        workers.favour_gui_thread()  # workers hand the interpreter lock back to this thread sooner
         self.setWindowTitle("UNet++ Viewer — research use only")
         self.settings = settings or QSettings("UNetPPViewer", "UNetPP Viewer")
         self.batch_size = batch_size  # None: the model's measured best (workers.load_model_worker)
