@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Build the one-folder app into dist/UNetPP-Viewer/ and check it with --selftest.
-# Usage: build_spec/build.sh [python]   (default: .venv/bin/python; needs the "build" extra)
+# Build the one-folder app into DIST/UNetPP-Viewer/ (default dist/) and check it with --selftest.
+# Usage: build_spec/build.sh [python] [DIST]   (default: .venv/bin/python; needs the "build" extra)
+# UNETPP_BUNDLE_OPENVINO=1 puts the optional OpenVINO runtime inside (see the spec).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
+DIST=${2:-dist}
+WORK=build/pyinstaller
+[ "$DIST" = dist ] || WORK="build/pyinstaller-$(echo "$DIST" | tr '/' '_')"
 start=$(date +%s)
 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
-  --distpath dist --workpath build/pyinstaller build_spec/unetpp_viewer.spec
+  --distpath "$DIST" --workpath "$WORK" build_spec/unetpp_viewer.spec
 echo "build time: $(( $(date +%s) - start )) s"
-echo "bundle size: $(du -sh dist/UNetPP-Viewer | cut -f1)"
-dist/UNetPP-Viewer/UNetPP-Viewer --selftest
+echo "bundle size: $(du -sh "$DIST/UNetPP-Viewer" | cut -f1)"
+"$DIST/UNetPP-Viewer/UNetPP-Viewer" --selftest

@@ -1,0 +1,103 @@
+"""Packaged app: size and cold start, with and without the optional OpenVINO runtime inside.
+
+Usage: python benchmarks/bench_bundle.py [APP_FOLDER ...]
+(default: dist/UNetPP-Viewer, and build/ov-dist/UNetPP-Viewer when it exists). Build them with
+``build_spec/build.sh`` and ``UNETPP_BUNDLE_OPENVINO=1 build_spec/build.sh .venv/bin/python build/ov-dist``.
+
+Each app is started offscreen on one LGG slice with ``--snapshot`` (process start -> window shown -> first
+overlay painted), first with an empty cache (batch-size measurement and, with OpenVINO, the conversion),
+then twice more with that cache, alternating between the apps so that both see the same machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, lgg_slices, machine
+
+RUNS = 3
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
+
+
+def start(app: Path, slice_: Path, cache: Path) -> tuple[float, float, float]:
+    """(window shown s, first overlay s, whole process s) of one cold start."""
+    env = {**os.environ, "UNETPP_TIMING": "1", "QT_QPA_PLATFORM": "offscreen", "XDG_CACHE_HOME": str(cache)}
+    with tempfile.TemporaryDirectory() as tmp:
+        env["XDG_CONFIG_HOME"] = tmp  # no remembered settings
+        t0 = time.perf_counter()
+        out = subprocess.run([str(app / app.name), str(slice_), "--snapshot", str(Path(tmp) / "s.png")],
+                             capture_output=True, text=True, env=env, timeout=600)
+        total = time.perf_counter() - t0
+    marks = {}
+    for line in out.stderr.splitlines():
+        if line.startswith("timing:"):
+            parts = line.split()
+            if len(parts) == 3:
+                marks[parts[1]] = float(parts[2])
+    if out.returncode != 0 or "first_overlay" not in marks:
+        sys.exit(f"{app}: the snapshot run failed (exit {out.returncode}):\n{out.stderr[-2000:]}")
+    return marks["window_shown"], marks["first_overlay"], total
+
+
+def runtime_choice(cache: Path) -> str:
+    """What --runtime auto chose, from the app's cache (the per-slice times it measured)."""
+    import json
+
+    path = cache / "unetpp-viewer" / "batch_sizes.json"
+    choices = [v for k, v in json.loads(path.read_text()).items() if k.startswith("runtime-choice:")] if path.is_file() else []
+    if not choices:
+        return "TensorFlow (OpenVINO absent)"
+    times = choices[-1]
+    best = min(times, key=times.get)
+    return f"{best} ({', '.join(f'{k} {1000 * v:.0f} ms' for k, v in sorted(times.items()))} per slice)"
+
+
+def main() -> None:
+    apps = [Path(a).resolve() for a in sys.argv[1:]] or [ROOT / "dist" / "UNetPP-Viewer"]
+    if not sys.argv[1:] and (ROOT / "build" / "ov-dist" / "UNetPP-Viewer").is_dir():
+        apps.append(ROOT / "build" / "ov-dist" / "UNetPP-Viewer")
+    for app in apps:
+        if not (app / app.name).is_file():
+            sys.exit(f"no packaged app at {app}: build it first (build_spec/build.sh)")
+    slice_ = lgg_slices(1)[0]
+    caches = {app: Path(tempfile.mkdtemp(prefix="bundle-cache-")) for app in apps}
+    runs: dict[Path, list[tuple[float, float, float]]] = {app: [] for app in apps}
+    for _ in range(RUNS):
+        for app in apps:
+            runs[app].append(start(app, slice_, caches[app]))
+    print("### Packaged app: size and cold start\n")
+    print(f"Machine: {machine()}. One LGG slice opened with `--snapshot` (offscreen); run 1 with an empty cache "
+          f"(batch sizes measured; with OpenVINO inside, the model converted and both runtimes measured), runs "
+          f"2-{RUNS} cached (best of them shown). The apps were started alternately, one at a time, so both saw the "
+          f"same machine state. Size: MB of 10^6 bytes.\n")
+    print("| app | OpenVINO inside | size (MB) | window shown, run 1 / later (s) | first overlay, run 1 / later (s) | "
+          "runtime auto chose |")
+    print("|---|---|---|---|---|---|")
+    base = None
+    for app in apps:
+        has_ov = (app / "_internal" / "openvino").is_dir()
+        size = folder_mb(app)
+        base = size if base is None else base
+        first, later = runs[app][0], runs[app][1:]
+        shown_later = min(r[0] for r in later)
+        overlay_later = min(r[1] for r in later)
+        extra = f" (+{size - base:.0f})" if size != base else ""
+        print(f"| `{app.relative_to(ROOT) if app.is_relative_to(ROOT) else app}` | {'yes' if has_ov else 'no'} | "
+              f"{size:,.0f}{extra} | {first[0]:.2f} / {shown_later:.2f} | {first[1]:.2f} / {overlay_later:.2f} | "
+              f"{runtime_choice(caches[app])} |")
+    print()
+    for cache in caches.values():
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
