@@ -24,8 +24,8 @@ from common import ROOT, lgg_slices, machine
 RUNS = 3
 
 
-def folder_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
+def folder_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
 
 
 def start(app: Path, slice_: Path, cache: Path) -> tuple[float, float, float]:
@@ -78,14 +78,14 @@ def main() -> None:
     print(f"Machine: {machine()}. One LGG slice opened with `--snapshot` (offscreen); run 1 with an empty cache "
           f"(batch sizes measured; with OpenVINO inside, the model converted and both runtimes measured), runs "
           f"2-{RUNS} cached (best of them shown). The apps were started alternately, one at a time, so both saw the "
-          f"same machine state. Size: MB of 10^6 bytes.\n")
-    print("| app | OpenVINO inside | size (MB) | window shown, run 1 / later (s) | first overlay, run 1 / later (s) | "
+          f"same machine state. Size: MiB, as `du -sm` counts.\n")
+    print("| app | OpenVINO inside | size (MiB) | window shown, run 1 / later (s) | first overlay, run 1 / later (s) | "
           "runtime auto chose |")
     print("|---|---|---|---|---|---|")
     base = None
     for app in apps:
         has_ov = (app / "_internal" / "openvino").is_dir()
-        size = folder_mb(app)
+        size = folder_mib(app)
         base = size if base is None else base
         first, later = runs[app][0], runs[app][1:]
         shown_later = min(r[0] for r in later)
