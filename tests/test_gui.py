@@ -144,14 +144,20 @@ def test_responsiveness_heartbeat_during_50_slices(qtbot, window: MainWindow, tm
     assert worst < 500
 
 
+def _window_with_model(qtbot, ini: str, model: Path) -> MainWindow:
+    """A window with its settings in ``ini``, once ``model`` is loaded."""
+    win = MainWindow(settings=QSettings(ini, QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
+        win.load_model(model)
+    return win
+
+
 def test_settings_are_remembered(qtbot, tmp_path: Path, tiny_model_path: Path) -> None:
     from PySide6.QtGui import QColor
 
     ini = str(tmp_path / "s.ini")
-    win = MainWindow(settings=QSettings(ini, QSettings.IniFormat))
-    qtbot.addWidget(win)
-    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
-        win.load_model(tiny_model_path)
+    win = _window_with_model(qtbot, ini, tiny_model_path)
     win.controls.set_thresholds(0.65, 0.02)
     win.controls.set_color(QColor("#00ff00"))
     win.controls.opacity.setValue(70)
@@ -180,19 +186,13 @@ def test_remembered_thresholds_do_not_outlive_a_recalibrated_model(qtbot, tmp_pa
     model = tmp_path / tiny_model_path.name
     shutil.copyfile(tiny_model_path, model)
     ini = str(tmp_path / "s.ini")
-    win = MainWindow(settings=QSettings(ini, QSettings.IniFormat))
-    qtbot.addWidget(win)
-    with qtbot.waitSignal(win.model_changed, timeout=WAIT):
-        win.load_model(model)
+    win = _window_with_model(qtbot, ini, model)
     win.controls.set_thresholds(0.65, 0.02)
     win.save_settings()
     meta = read_metadata(model)
     meta.pixel_threshold, meta.decision_threshold = 0.15, 0.0002  # a new release, same file name
     write_metadata(model, meta)
-    win2 = MainWindow(settings=QSettings(ini, QSettings.IniFormat))
-    qtbot.addWidget(win2)
-    with qtbot.waitSignal(win2.model_changed, timeout=WAIT):
-        win2.load_model(model)
+    win2 = _window_with_model(qtbot, ini, model)
     assert win2.controls.pixel_threshold == 0.15 and win2.controls.decision_threshold == pytest.approx(0.0002)
 
 
