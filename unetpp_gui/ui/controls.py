@@ -35,7 +35,7 @@ class ResultsPanel(QGroupBox):
         self.filtered = QLabel("—")
         self.filtered.setToolTip("Pixels the patient 3-D filter removed from this slice: specks not connected "
                                  "to the patient's main lesion across neighbouring slices (Model menu).")
-        self.model = QLabel("—")
+        self.model = QLabel("Model: —")
         self.model.setWordWrap(True)
         self.warning = QLabel("")
         self.warning.setWordWrap(True)
@@ -48,7 +48,7 @@ class ResultsPanel(QGroupBox):
         form.addRow("Dice vs ground truth", self.dice)
         form.addRow("IoU vs ground truth", self.iou)
         form.addRow("3-D filter", self.filtered)
-        form.addRow("Model", self.model)
+        form.addRow(self.model)  # the whole panel's width: name, precision and runtime fit on one line
         notice = QLabel(RESEARCH_NOTICE)
         notice.setWordWrap(True)
         notice.setStyleSheet("color: #b06000; font-style: italic;")

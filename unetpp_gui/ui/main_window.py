@@ -154,7 +154,7 @@ class MainWindow(QMainWindow):
         self.empty.set_model_state(f"Loading model {Path(path).name}… (slices can be opened meanwhile; "
                                    "they are predicted once it is ready)")
         if self.model is None:
-            self.results.model.setText(f"loading {Path(path).name}…")
+            self.results.model.setText(f"Model: loading {Path(path).name}…")
             self.controls.setEnabled(False)  # its thresholds are not known yet
         self._trust = trust
         precision = precision or str(self.settings.value("inference/precision", "auto"))
@@ -179,9 +179,10 @@ class MainWindow(QMainWindow):
         variant = ((f", pruned L{model.prune_level}" if model.prune_level else "") + (", TTA" if model.tta else "")
                    + (", bfloat16" if model.precision == "bfloat16" else "")
                    + (", OpenVINO" if model.runtime == "openvino" else ""))
-        self.results.model.setText(f"{model.name} ({model.n_params:,} parameters{variant})")
+        # one line (the panel has no height to spare: a wrapped text was cut off); the rest in the tooltip
+        self.results.model.setText(f"Model: {model.name}{variant}")
         menus.sync_inference_menu(self)
-        self.results.model.setToolTip(str(model.path))
+        self.results.model.setToolTip(f"{model.path}\n{model.n_params:,} parameters")
         self.controls.set_thresholds(*remembered_thresholds(self.settings.value(f"thresholds/{model.name}"),
                                                             meta.pixel_threshold, meta.decision_threshold))
         self.controls.setEnabled(True)
@@ -201,7 +202,7 @@ class MainWindow(QMainWindow):
         keep = f" The model {self.model.name} stays active." if self.model is not None else ""
         self.empty.set_model_state(f"Model not loaded: {msg}{keep}")
         if self.model is None:
-            self.results.model.setText("no model (File → Open model…)")
+            self.results.model.setText("Model: none (File → Open model…)")
         self._say(f"Model not loaded: {msg}{keep}", error=True)
         box = QMessageBox(QMessageBox.Warning, "Model not loaded", msg + keep, QMessageBox.Ok, self)
         box.setModal(False)
