@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from unetpp_gui.core.consistency import PatientFilter, by_patient, pack, removed_voxels, unpack
+from unetpp_gui.core.image_io import save_png
 from unetpp_gui.core.inference import Cancelled, SliceResult
 from unetpp_gui.core.postprocess import SliceStats
 from conftest import bright_model as _bright_model, patient_folder as _patient_folder
@@ -129,6 +130,42 @@ def test_cli_predict_applies_the_models_filter(tmp_path: Path) -> None:
     assert lesion.sum() == 100
     rows = (tmp_path / "on" / "results.csv").read_text().splitlines()
     assert ",no tumour," in rows[1] and ",tumour," in rows[2]
+
+
+def test_series_of_strips_the_slice_number() -> None:
+    from unetpp_gui.core.discovery import series_of
+
+    assert series_of("x/TCGA_CS_4941_19960909_12.png") == "TCGA_CS_4941_19960909"
+    assert series_of("IM-0001-0012.png") == "IM-0001"
+    assert series_of("slice 007.tif") == "slice" and series_of("scan12.png") == "scan"
+    assert series_of("0001.png") == series_of("0002.png") == ""
+    assert series_of("brain.png") == "brain"  # unnumbered: a series of its own
+    assert series_of("study.nii.gz#z012") == series_of("study.nii.gz#z013") == "study.nii.gz"
+
+
+def test_a_flat_folder_of_two_patients_is_filtered_patient_by_patient(tmp_path: Path) -> None:
+    """Patient B's smaller lesion must survive: it is not a speck of patient A's volume."""
+    from PIL import Image
+
+    from unetpp_gui.cli import main
+
+    model = _bright_model(tmp_path / "bright.h5", {"min_fraction": 1.0})
+    flat = tmp_path / "flat"
+    for patient, lesion in (("TCGA_AA_0001", 10), ("TCGA_BB_0002", 5)):
+        for i in range(4):
+            img = np.full((64, 64, 3), 60, np.uint8)
+            if i >= 1:
+                img[20:20 + lesion, 20:20 + lesion] = 230
+            else:
+                img[50:52, 5:7] = 230  # a speck
+            save_png(flat / f"{patient}_{i}.png", img)
+    assert main(["predict", str(flat), "--out", str(tmp_path / "out"), "--model", str(model), "--quiet"]) == 0
+
+    def mask(name: str) -> int:
+        return int(np.asarray(Image.open(tmp_path / "out" / "flat" / f"{name}_pred.png")).astype(bool).sum())
+
+    assert mask("TCGA_BB_0002_2") == 25 and mask("TCGA_AA_0001_2") == 100  # both lesions kept
+    assert mask("TCGA_BB_0002_0") == 0 and mask("TCGA_AA_0001_0") == 0  # both specks removed
 
 
 def test_calibration_turns_the_filter_on_only_when_it_helps(tmp_path: Path) -> None:

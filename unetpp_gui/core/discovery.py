@@ -151,6 +151,25 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
     return found
 
 
+_NUMBERED = re.compile(r"^(.*?)[\s_.\-]*\d+$")
+
+
+def series_of(path: str | Path) -> str:
+    """The numbered series a slice belongs to: its file name without the trailing slice number
+    (``TCGA_CS_4941_19960909_12.png`` -> ``TCGA_CS_4941_19960909``, ``IM-0001-0012.png`` -> ``IM-0001``).
+
+    The patient 3-D filter stacks only slices of one folder *and* one series, so a flat folder holding
+    several patients' numbered slices is filtered patient by patient. A name without a trailing number
+    is a series of its own (never stacked); a NIfTI study's slices are one series.
+    """
+    name = Path(path).name
+    if SLICE_TAG in name:
+        return name.split(SLICE_TAG)[0]
+    stem = Path(name).stem
+    match = _NUMBERED.match(stem)
+    return match.group(1) if match else stem
+
+
 def patient_of(path: str | Path, prefix_fields: int | None = None) -> str:
     """The patient a slice belongs to.
 
