@@ -168,6 +168,19 @@ def test_a_flat_folder_of_two_patients_is_filtered_patient_by_patient(tmp_path: 
     assert mask("TCGA_BB_0002_0") == 0 and mask("TCGA_AA_0001_0") == 0  # both specks removed
 
 
+def test_store_names_the_patients_of_a_flat_folder_by_series(tmp_path: Path) -> None:
+    from unetpp_gui.core.store import SliceStore
+
+    store = SliceStore()
+    flat, own = tmp_path / "flat", tmp_path / "P7"
+    store.add_paths([flat / f"TCGA_AA_0001_{i}.png" for i in range(3)] + [own / f"slice_{i}.png" for i in range(3)]
+                    + [own / "notes.png"])
+    assert {store.patient(p) for p in store.paths} == {"flat", "P7"}  # one series per folder: the folder
+    store.add_paths([flat / f"TCGA_BB_0002_{i}.png" for i in range(2)] + [flat / "cover.png"])
+    names = [store.patient(p) for p in store.paths if p.parent == flat]
+    assert names == ["TCGA_AA_0001"] * 3 + ["TCGA_BB_0002"] * 2 + ["flat"]  # now two patients (and a stray)
+
+
 def test_calibration_turns_the_filter_on_only_when_it_helps(tmp_path: Path) -> None:
     from training.evaluate import Evaluated, calibrate_filter, metrics_at, with_patient_filter
 

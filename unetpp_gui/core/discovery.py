@@ -170,6 +170,19 @@ def series_of(path: str | Path) -> str:
     return match.group(1) if match else stem
 
 
+def patients_in_folder(paths: list[Path]) -> dict[Path, str]:
+    """The patient of each slice of one folder: the folder's (:func:`patient_of`), unless the folder holds
+    two or more numbered series of at least two slices each (a flat folder of several patients,
+    ``A_1.png … B_1.png …``): then each of those slices belongs to its series."""
+    series = {p: series_of(p) for p in paths if SLICE_TAG not in p.name}
+    sizes: dict[str, int] = {}
+    for name in series.values():
+        sizes[name] = sizes.get(name, 0) + 1
+    numbered = {name for name, n in sizes.items() if n >= 2 and name}
+    mixed = len(numbered) >= 2
+    return {p: series[p] if mixed and series.get(p) in numbered else patient_of(p) for p in paths}
+
+
 def patient_of(path: str | Path, prefix_fields: int | None = None) -> str:
     """The patient a slice belongs to.
 

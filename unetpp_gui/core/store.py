@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from unetpp_gui.core.discovery import patient_of
+from unetpp_gui.core.discovery import patient_of, patients_in_folder
 from unetpp_gui.core.image_io import SLICE_TAG
 from unetpp_gui.core.inference import SliceResult
 from unetpp_gui.core.postprocess import Derived, SliceStats
@@ -57,6 +57,7 @@ class SliceStore:
         self.compact: dict[Path, SliceResult] = {}  # stats + error only
         self._maps: OrderedDict[Path, SliceResult] = OrderedDict()
         self._patients: dict[Path, str] = {}  # summaries ask on every threshold change
+        self._by_folder: dict[Path, list[Path]] = {}
         self._removed: dict[Path, tuple] = {}  # 3-D filter's removed pixels, kept across map eviction
         self._voxel_ml: dict[Path, float | None] = {}  # NIfTI study slices: mL per voxel (header read once)
 
@@ -70,7 +71,10 @@ class SliceStore:
             if p not in self._index:
                 self._index[p] = len(self.paths)
                 self.paths.append(p)
+                self._by_folder.setdefault(p.parent, []).append(p)
                 added.append(p)
+        for folder in {p.parent for p in added}:  # a folder's patients can change as slices join it
+            self._patients.update(patients_in_folder(self._by_folder[folder]))
         return added
 
     def removed_pixels(self, path: Path) -> int | None:
@@ -90,6 +94,7 @@ class SliceStore:
         self.compact.clear()
         self._maps.clear()
         self._patients.clear()
+        self._by_folder.clear()
 
     def index(self, path: Path) -> int:
         return self._index[path]
