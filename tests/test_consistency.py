@@ -143,14 +143,8 @@ def test_series_of_strips_the_slice_number() -> None:
     assert series_of("study.nii.gz#z012") == series_of("study.nii.gz#z013") == "study.nii.gz"
 
 
-def test_a_flat_folder_of_two_patients_is_filtered_patient_by_patient(tmp_path: Path) -> None:
-    """Patient B's smaller lesion must survive: it is not a speck of patient A's volume."""
-    from PIL import Image
-
-    from unetpp_gui.cli import main
-
-    model = _bright_model(tmp_path / "bright.h5", {"min_fraction": 1.0})
-    flat = tmp_path / "flat"
+def _flat_folder_of_two_patients(flat: Path) -> None:
+    """Patient A: a 10x10 lesion through slices 1-3; patient B: 5x5; a 4-px speck on each one's slice 0."""
     for patient, lesion in (("TCGA_AA_0001", 10), ("TCGA_BB_0002", 5)):
         for i in range(4):
             img = np.full((64, 64, 3), 60, np.uint8)
@@ -159,6 +153,17 @@ def test_a_flat_folder_of_two_patients_is_filtered_patient_by_patient(tmp_path: 
             else:
                 img[50:52, 5:7] = 230  # a speck
             save_png(flat / f"{patient}_{i}.png", img)
+
+
+def test_a_flat_folder_of_two_patients_is_filtered_patient_by_patient(tmp_path: Path) -> None:
+    """Patient B's smaller lesion must survive: it is not a speck of patient A's volume."""
+    from PIL import Image
+
+    from unetpp_gui.cli import main
+
+    model = _bright_model(tmp_path / "bright.h5", {"min_fraction": 1.0})
+    flat = tmp_path / "flat"
+    _flat_folder_of_two_patients(flat)
     assert main(["predict", str(flat), "--out", str(tmp_path / "out"), "--model", str(model), "--quiet"]) == 0
 
     def mask(name: str) -> int:
@@ -245,4 +250,23 @@ def test_gui_shows_the_filtered_masks_and_the_menu_switches_it(qtbot, tmp_path: 
     win.render_current()
     assert win.results.filtered.text() == "off" and win.results.pixels.text() == "4"
     assert win.settings.value("inference/patient_filter") == "off"
+    win.close()
+
+
+def test_gui_filters_a_flat_folder_patient_by_patient(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtCore import QSettings
+
+    from unetpp_gui.ui.main_window import MainWindow
+
+    model = _bright_model(tmp_path / "bright.h5", {"min_fraction": 1.0})
+    _flat_folder_of_two_patients(tmp_path / "flat")
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=120_000):
+        win.load_model(model)
+    with qtbot.waitSignal(win.predictions_finished, timeout=120_000):
+        win.open_paths([tmp_path / "flat"])
+    kinds = {p.stem: win._kind(p) for p in win.store.paths}
+    assert kinds["TCGA_BB_0002_2"] == kinds["TCGA_AA_0001_2"] == "tumour"  # both lesions kept
+    assert kinds["TCGA_BB_0002_0"] == kinds["TCGA_AA_0001_0"] == "clear"  # both specks removed
     win.close()

@@ -145,16 +145,19 @@ def discover_worker(paths: list[str]) -> Any:
 
 
 @job
-def predict_worker(model: Any, paths: Sequence[Path], batch_size: int = 8, patient_filter: Any = None) -> Iterator[Any]:
+def predict_worker(model: Any, paths: Sequence[Path], batch_size: int = 8, patient_filter: Any = None,
+                   patients: dict[Path, str] | None = None) -> Iterator[Any]:
     """Yields each SliceResult in order; ``quit()`` cancels.
 
-    With ``patient_filter`` a patient's slices arrive together, once its last slice is predicted.
+    With ``patient_filter`` a patient's slices arrive together, once its last slice is predicted;
+    ``patients`` names each path's patient (the window's, found among all its slices, not only these).
     """
     background_priority()  # and the decode thread it starts
     from unetpp_gui.core.inference import predict_patients
 
     yield from predict_patients(model, list(paths), model.metadata.pixel_threshold, patient_filter,
-                                batch_size=batch_size, keep_maps=True)
+                                batch_size=batch_size, keep_maps=True,
+                                patient_of=patients.__getitem__ if patients is not None else None)
 
 
 @job

@@ -1,8 +1,9 @@
 """Patient-level 3-D consistency: drop predicted specks that no larger 3-D lesion supports.
 
-A patient's slices of one numbered series (``<series>_<index>.png``), stacked in index order, form a
-volume. At the pixel threshold the predicted mask splits into 3-D connected components
-(26-connectivity); the largest is kept, and so is every
+A patient's slices (:func:`~unetpp_gui.core.discovery.patients_in_folder`: a folder, or one numbered
+series of a flat folder holding several), stacked in index order, form a volume. At the pixel threshold
+the predicted mask splits into 3-D connected components (26-connectivity); the largest is kept, and so is
+every
 component holding at least ``min_fraction`` of the largest one's voxels. Pixels of the other
 components are set to probability 0, so every number derived from the slice (area ratio, decision,
 Dice) and every picture of it reflects the filter. A slice predicted alone is never filtered.
@@ -15,7 +16,6 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from unetpp_gui.core.discovery import series_of
 from unetpp_gui.core.postprocess import SliceStats, threshold_level
 
 
@@ -105,8 +105,7 @@ def filter_patient(results: list, pixel_threshold: float, flt: PatientFilter) ->
 
 def by_patient(results: Iterable, patient_of: Callable, pixel_threshold: float,
                flt: PatientFilter | None) -> Iterator:
-    """Pass results through, filtering each run of consecutive slices of one patient and one numbered
-    series (:func:`~unetpp_gui.core.discovery.series_of`).
+    """Pass results through, filtering each run of consecutive slices of one patient.
 
     Results of a patient are held back until its last slice has arrived (memory: one patient's
     maps). When the source stops early (a cancelled job), what was held back is filtered and yielded
@@ -119,9 +118,7 @@ def by_patient(results: Iterable, patient_of: Callable, pixel_threshold: float,
     current = None
     try:
         for res in results:
-            # one stack per patient and numbered series: a flat folder of several patients' slices
-            # (TCGA_A_1..n, TCGA_B_1..m) must not be filtered as one volume
-            patient = (patient_of(res.path), series_of(res.path))
+            patient = patient_of(res.path)
             if held and patient != current:
                 filter_patient(held, pixel_threshold, flt)
                 yield from held

@@ -158,9 +158,9 @@ def series_of(path: str | Path) -> str:
     """The numbered series a slice belongs to: its file name without the trailing slice number
     (``TCGA_CS_4941_19960909_12.png`` -> ``TCGA_CS_4941_19960909``, ``IM-0001-0012.png`` -> ``IM-0001``).
 
-    The patient 3-D filter stacks only slices of one folder *and* one series, so a flat folder holding
-    several patients' numbered slices is filtered patient by patient. A name without a trailing number
-    is a series of its own (never stacked); a NIfTI study's slices are one series.
+    A flat folder holding several patients' numbered slices is several patients
+    (:func:`patients_in_folder`). A name without a trailing number is a series of its own; a NIfTI
+    study's slices are one series.
     """
     name = Path(path).name
     if SLICE_TAG in name:
@@ -181,6 +181,14 @@ def patients_in_folder(paths: list[Path]) -> dict[Path, str]:
     numbered = {name for name, n in sizes.items() if n >= 2 and name}
     mixed = len(numbered) >= 2
     return {p: series[p] if mixed and series.get(p) in numbered else patient_of(p) for p in paths}
+
+
+def patients_of(paths: list[Path]) -> dict[Path, str]:
+    """:func:`patients_in_folder` for slices of any number of folders."""
+    by_folder: dict[Path, list[Path]] = {}
+    for p in paths:
+        by_folder.setdefault(p.parent, []).append(p)
+    return {p: name for folder in by_folder.values() for p, name in patients_in_folder(folder).items()}
 
 
 def patient_of(path: str | Path, prefix_fields: int | None = None) -> str:

@@ -169,13 +169,19 @@ def predict_patients(
     patient_of: Callable[[Path], str] | None = None,
 ) -> Iterator[SliceResult]:
     """:func:`predict_paths`, with each patient's consecutive slices passed through the 3-D filter
-    (:mod:`unetpp_gui.core.consistency`) when one is given. Patients are the slices' folders."""
+    (:mod:`unetpp_gui.core.consistency`) when one is given. Patients: ``patient_of``, else as
+    :func:`~unetpp_gui.core.discovery.patients_of` finds them among ``paths`` (the slices' folders, or
+    the numbered series of a flat folder of several patients)."""
     from unetpp_gui.core.consistency import by_patient
-    from unetpp_gui.core.discovery import patient_of as folder_patient
+    from unetpp_gui.core.discovery import patient_of as folder_patient, patients_of
 
+    paths = [Path(p) for p in paths]
+    if patient_of is None and patient_filter is not None:
+        found = patients_of(paths)
+        patient_of = lambda path: found.get(Path(path)) or folder_patient(path)  # noqa: E731
     results = predict_paths(model, paths, batch_size, keep_maps=keep_maps or patient_filter is not None,
                             cancel=cancel, progress=progress)
-    for res in by_patient(results, patient_of or folder_patient, pixel_threshold, patient_filter):
+    for res in by_patient(results, patient_of, pixel_threshold, patient_filter):
         if not keep_maps:
             res.image = res.prob_q = res.std_q = res.gt = None
         yield res

@@ -311,7 +311,8 @@ class MainWindow(QMainWindow):
         self.progress_text.show()
         self.cancel_button.show()
         self.status.setText(f"Predicting {len(pending)} slice(s)…")
-        job = workers.predict_worker(self.model, pending, self.effective_batch_size(), self.active_patient_filter())
+        job = workers.predict_worker(self.model, pending, self.effective_batch_size(), self.active_patient_filter(),
+                                     {p: self.store.patient(p) for p in pending})
         ref = weakref.ref(job)  # a strong reference in a Qt connection would keep the job alive forever
         job.yielded.connect(lambda res: self._on_result(res) if ref() is self._job else None)
         job.finished.connect(lambda: self._on_job_finished(ref()) if ref() is not None else None)
