@@ -16,10 +16,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import ROOT, lgg_slices, machine
+from common import ROOT, lgg_slices, machine, timing_marks
 
 RUNS = 3
 
@@ -28,24 +27,17 @@ def folder_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
 
 
-def start(app: Path, slice_: Path, cache: Path) -> tuple[float, float, float]:
-    """(window shown s, first overlay s, whole process s) of one cold start."""
+def start(app: Path, slice_: Path, cache: Path) -> tuple[float, float]:
+    """(window shown s, first overlay s) of one cold start."""
     env = {**os.environ, "UNETPP_TIMING": "1", "QT_QPA_PLATFORM": "offscreen", "XDG_CACHE_HOME": str(cache)}
     with tempfile.TemporaryDirectory() as tmp:
         env["XDG_CONFIG_HOME"] = tmp  # no remembered settings
-        t0 = time.perf_counter()
         out = subprocess.run([str(app / app.name), str(slice_), "--snapshot", str(Path(tmp) / "s.png")],
                              capture_output=True, text=True, env=env, timeout=600)
-        total = time.perf_counter() - t0
-    marks = {}
-    for line in out.stderr.splitlines():
-        if line.startswith("timing:"):
-            parts = line.split()
-            if len(parts) == 3:
-                marks[parts[1]] = float(parts[2])
+    marks = timing_marks(out.stderr)
     if out.returncode != 0 or "first_overlay" not in marks:
         sys.exit(f"{app}: the snapshot run failed (exit {out.returncode}):\n{out.stderr[-2000:]}")
-    return marks["window_shown"], marks["first_overlay"], total
+    return marks["window_shown"], marks["first_overlay"]
 
 
 def runtime_choice(cache: Path) -> str:
@@ -70,7 +62,7 @@ def main() -> None:
             sys.exit(f"no packaged app at {app}: build it first (build_spec/build.sh)")
     slice_ = lgg_slices(1)[0]
     caches = {app: Path(tempfile.mkdtemp(prefix="bundle-cache-")) for app in apps}
-    runs: dict[Path, list[tuple[float, float, float]]] = {app: [] for app in apps}
+    runs: dict[Path, list[tuple[float, float]]] = {app: [] for app in apps}
     for _ in range(RUNS):
         for app in apps:
             runs[app].append(start(app, slice_, caches[app]))

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, lgg_slices, model_path
+from common import ROOT, lgg_slices, model_path, timing_marks
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 300
@@ -63,11 +63,7 @@ def cold_start() -> tuple[float, float, float]:
     out = subprocess.run([sys.executable, "-m", "unetpp_gui", str(slice_), "--model", str(model_path()),
                           "--snapshot", os.devnull + ".png"], capture_output=True, text=True, env=env, cwd=ROOT)
     total = time.perf_counter() - t0
-    marks = {}
-    for line in out.stderr.splitlines():
-        if line.startswith("timing:"):
-            _, key, value = line.split()
-            marks[key] = float(value)
+    marks = timing_marks(out.stderr)
     t1 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, check=True)
     tf_import = time.perf_counter() - t1

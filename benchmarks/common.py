@@ -61,3 +61,13 @@ def timer() -> Iterator[list[float]]:
     t0 = time.perf_counter()
     yield box
     box.append(time.perf_counter() - t0)
+
+
+def timing_marks(stderr: str) -> dict[str, float]:
+    """The app's ``timing: <mark> <seconds>`` lines (printed with UNETPP_TIMING=1) as a dict."""
+    marks = {}
+    for line in stderr.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "timing:":
+            marks[parts[1]] = float(parts[2])
+    return marks
