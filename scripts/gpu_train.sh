@@ -2,32 +2,51 @@
 # One training session on a lent GPU machine that has JAX but no TensorFlow (see MODEL_CARD.md, "GPU runs").
 # Expects in the repository: .whl/ (keras and the small wheels it needs), .gpu/lgg.zip (scripts/gpu_pack.py:
 # training and validation patients only), .gpu/jobs.txt (one "NAME: training options" line per job, with
-# DATA standing for the unpacked folder). Results go to $OUT (best models, logs).
-# Usage: DEADLINE=520 scripts/gpu_train.sh
+# DATA standing for the unpacked folder). Results go to $OUT: each job's best model (at most 7 jobs: 8 files
+# come back) and logs.tgz (progress logs, driver log, stderr tails, GPU utilisation every 10 s).
+# Usage: DEADLINE=520 [GPU_TRAIN_ARGS="--margin 0.8"] scripts/gpu_train.sh
 set -u
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH="/tmp/site:$PWD"
-# two jobs share the GPU: no JAX process may take most of its memory up front
-export XLA_PYTHON_CLIENT_MEM_FRACTION=0.4
+JOBS_FILE="${JOBS_FILE:-.gpu/jobs.txt}"
+# the jobs share the GPU: each JAX process takes an equal share of its memory up front, not most of it
+NJOBS=$(grep -c ':' "$JOBS_FILE")
+XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.9 / max(1, $NJOBS), 3))")
+export XLA_PYTHON_CLIENT_MEM_FRACTION
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+# how busy the GPU is while the jobs run (for the model card)
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 10 > /tmp/gpu_util.csv 2>&1 &
+UTIL_PID=$!
+# compiled programs kept on disk: a job that starts again with the same shapes and schedule (a resumed run, a
+# second call on the same machine) skips its compile
+export JAX_COMPILATION_CACHE_DIR=/tmp/jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=1
+# which programs compiled and for how long (stderr; the long ones go into logs.tgz): on the H100 a run's second
+# epoch once took 40 s more than the others, cause unknown
+export JAX_LOG_COMPILES=1
 export KERAS_BACKEND=jax
 if ! python3 -c "import jax, keras; print(keras.__version__, jax.__version__, jax.devices()); print(keras.ops.sum(keras.ops.ones(3)))"; then
     echo "Keras on JAX failed; trying torch" >&2
     export KERAS_BACKEND=torch
 fi
 python3 scripts/gpu_pack.py unpack .gpu/lgg.zip /tmp/lgg || exit 1
-mapfile -t JOBS < <(sed 's#DATA#/tmp/lgg#g' "${JOBS_FILE:-.gpu/jobs.txt}")
+mapfile -t JOBS < <(sed 's#DATA#/tmp/lgg#g' "$JOBS_FILE")
 args=()
 for j in "${JOBS[@]}"; do args+=(--job "$j"); done
-python3 scripts/gpu_train.py --deadline "${DEADLINE:-520}" --out /tmp/runs "${args[@]}" 2>&1 | tee "$OUT/driver.log"
-# best models only, without optimizer state (37 MB with it: over the 16 MiB a returned file may have)
+mkdir -p /tmp/runs
+python3 scripts/gpu_train.py --deadline "${DEADLINE:-520}" --out /tmp/runs ${GPU_TRAIN_ARGS:-} "${args[@]}" 2>&1 | tee /tmp/runs/driver.log
+kill "$UTIL_PID" 2>/dev/null
+# best models only, without optimizer state (37 MB with it: over the 16 MiB a returned file may have), side by side
 for f in /tmp/runs/*.h5; do
     case "$f" in *.probe.h5|*.last.h5) ;; *)
         python3 -c "import sys; from training.export import export_model; export_model(sys.argv[1], sys.argv[2])" \
-            "$f" "$OUT/$(basename "$f")" ;;
+            "$f" "$OUT/$(basename "$f")" & ;;
     esac
 done
-for f in /tmp/runs/*.jsonl; do case "$f" in *.probe.jsonl) ;; *) cp "$f" "$OUT/" ;; esac; done
-tail -n 30 /tmp/runs/*.err > "$OUT/stderr.txt" 2>/dev/null
+wait
+# logs in one archive: at most 8 files come back
+cp /tmp/gpu_util.csv /tmp/runs/ 2>/dev/null
+grep -v "XLA compilation\|^Compiling" /tmp/runs/*.err | tail -n 200 > /tmp/runs/stderr.txt 2>/dev/null
+grep -H "Finished XLA compilation" /tmp/runs/*.err | awk '$(NF-1) > 1' > /tmp/runs/compiles.txt 2>/dev/null
+(cd /tmp/runs && tar czf "$OUT/logs.tgz" ./*.jsonl driver.log stderr.txt compiles.txt gpu_util.csv ./*.split.json 2>/dev/null)
 ls -la "$OUT"

@@ -77,13 +77,15 @@ def test_jax_backend_trains_resumes_and_the_viewer_opens_the_result(tmp_path: Pa
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     common = ["train", "--data", str(data), "--out", str(out), "--progress-json"]
     first = subprocess.run([sys.executable, "-c", NO_TF, *common, "--base-filters", "4", "--depth", "3",
-                            "--image-size", "64", "--epochs", "2", "--batch-size", "4", "--deep-supervision",
+                            "--image-size", "64", "--epochs", "2", "--batch-size", "3", "--deep-supervision",
                             "--crop-size", "32", "--ema", "0.9", "--loss", "bce_dice", "--learning-rate", "3e-3",
                             "--val-patients", "PC", "--test-patients", "PD"],
                            env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     events = [json.loads(line) for line in first.stdout.splitlines()]
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
+    # only full batches on JAX (a partial one would compile the training step a second time): 8 slices, 2 steps
+    assert (events[0]["epoch_slices"], events[0]["steps"]) == (8, 2)
     meta = read_metadata(out)
     assert meta.versions.get("jax") and "tensorflow" not in meta.versions
     assert meta.training["split"]["test"] == ["PD"] and meta.training["config"]["crop_size"] == 32
@@ -113,6 +115,15 @@ def test_jax_backend_trains_resumes_and_the_viewer_opens_the_result(tmp_path: Pa
     assert np.isfinite(np.asarray(prob)).all()
 
 
+def test_training_steps_leave_out_the_partial_batch_only_where_asked() -> None:
+    from training.train import training_steps
+
+    assert training_steps(1330, 32) == 42  # TensorFlow: the last batch holds the remaining 18 slices
+    assert training_steps(1330, 32, full_batches=True) == 41
+    assert training_steps(64, 32, full_batches=True) == 2
+    assert training_steps(20, 32, full_batches=True) == 1  # fewer slices than a batch: one partial batch
+
+
 def test_gpu_pack_round_trip_leaves_out_test_patients(tmp_path: Path) -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
@@ -135,3 +146,25 @@ def test_gpu_pack_round_trip_leaves_out_test_patients(tmp_path: Path) -> None:
             assert np.array_equal(a > 127, b > 127)  # masks are lossless
         else:
             assert a.shape == b.shape and np.abs(a - b).mean() < 3  # JPEG 4:4:4 q90: about a grey level
+
+
+@needs_jax
+@pytest.mark.slow
+def test_gpu_train_probes_only_jobs_without_epochs_and_keeps_the_deadline(tmp_path: Path) -> None:
+    """scripts/gpu_train.py on CPU JAX: a job naming --epochs starts at once (no probe, no second start-up);
+    one without is probed, then given the epochs that fit; both write their best model."""
+    data = phantom_patients(tmp_path / "data", ["PA", "PB", "PC"])
+    common = (f"--data {data} --base-filters 4 --depth 3 --image-size 64 --batch-size 4 --val-patients PC "
+              "--learning-rate 3e-3")
+    out = tmp_path / "runs"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_train.py"), "--deadline", "400",
+                          "--probe-steps", "1", "--max-epochs", "2", "--out", str(out),
+                          "--job", f"fixed: {common} --epochs 1", "--job", f"probed: {common}"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (out / "fixed.h5").exists() and (out / "probed.h5").exists()
+    assert not (out / "fixed.probe.jsonl").exists() and (out / "probed.probe.jsonl").exists()
+    assert "probe probed:" in run.stdout and "probed: 2 epochs" in run.stdout
+    done = [json.loads(line) for line in (out / "fixed.jsonl").read_text().splitlines()][-1]
+    assert done["event"] == "done" and done["epochs_run"] == 1
