@@ -297,3 +297,29 @@ def test_crop_training_with_weight_average_saves_a_whole_slice_model_and_resumes
     assert len(read_optimizer_state(again.last_path)) == plain
     with pytest.raises(ValueError, match="multiple of 4"):
         train(TrainConfig(data=[str(data)], out=str(tmp_path / "x.h5"), depth=3, image_size=64, crop_size=30))
+
+
+def test_ensemble_script_averages_its_members_probabilities(tmp_path: Path) -> None:
+    """scripts/ensemble.py: one .h5 the viewer opens, whose map is the mean of its members' maps (not a sigmoid
+    of it: an output layer without an activation is read as logits), with the first member's split kept."""
+    from training.models import build_unet, build_unetpp
+    from training.saving import save_model
+    from unetpp_gui.core.metadata import ModelMetadata, read_metadata
+    from unetpp_gui.core.model_io import load_model
+
+    split = {"train": ["PA"], "val": ["PB"], "test": ["PC"]}
+    members = []
+    for i, net in enumerate([build_unetpp((32, 32, 3), base_filters=4, depth=3, deep_supervision=True),
+                             build_unet((32, 32, 3), base_filters=4, depth=3)]):
+        members.append(save_model(net, tmp_path / f"m{i}.h5", ModelMetadata(name=f"m{i}", training={"split": split})))
+    out = tmp_path / "ens.h5"
+    run = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "scripts" / "ensemble.py"),
+                          str(out), *map(str, members)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32)
+    maps = [load_model(m).predict_batch(x) for m in members]
+    assert np.abs(maps[0] - maps[1]).max() > 1e-3  # two different networks
+    np.testing.assert_allclose(load_model(out).predict_batch(x), (maps[0] + maps[1]) / 2, atol=1e-5)
+    meta = read_metadata(out)
+    assert meta.training["split"] == split and meta.training["ensemble_of"] == ["m0.h5", "m1.h5"]
+    assert (meta.pixel_threshold, meta.patient_filter) == (0.5, {})
