@@ -25,7 +25,11 @@ def machine() -> str:
     wanted = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
     import tensorflow as tf
 
-    return (f"{os.cpu_count()} cores, {model}, flags: {' '.join(wanted)}; Python {platform.python_version()}, "
+    from unetpp_gui.core.model_io import isa_cap
+
+    cap = (f" (**capped**: ONEDNN_MAX_CPU_ISA={isa_cap()}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}: "
+           "the instruction paths of a CPU without AVX-512, on this CPU's cores, clock and caches)") if isa_cap() else ""
+    return (f"{os.cpu_count()} cores, {model}, flags: {' '.join(wanted)}{cap}; Python {platform.python_version()}, "
             f"TensorFlow {tf.__version__}")
 
 

@@ -263,3 +263,27 @@ def test_batch_norm_folding_skips_what_it_cannot_fold(tmp_path: Path) -> None:
     xs = np.random.default_rng(4).random((2, 16, 16, 1)).astype(np.float32)
     np.testing.assert_allclose(loaded.predict_batch(xs), np.asarray(model(xs, training=False))[..., 0],
                                atol=2e-5)
+
+
+def test_an_isa_cap_below_avx512_hides_avx512_and_amx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes TensorFlow's kernels run as on an AVX2-only CPU: the app must then not pick
+    bfloat16 (emulated there) nor share batch-size measurements with the uncapped machine."""
+    from unetpp_gui.core import batching, model_io
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name\t: Test CPU\nflags\t\t: fpu avx2 fma avx512f avx512_bf16 amx_bf16\n")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert model_io.cpu_info(info) == ("Test CPU", frozenset({"fpu", "avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}))
+    model = type("M", (), {"path": tmp_path / "m.h5", "precision": "float32", "tta": False, "prune_level": None})()
+    uncapped = batching.cache_key(model)
+    for var, value in (("ONEDNN_MAX_CPU_ISA", "avx2"), ("DNNL_MAX_CPU_ISA", "AVX2_VNNI")):
+        monkeypatch.setenv(var, value)
+        assert model_io.cpu_info(info)[1] == {"fpu", "avx2", "fma"}
+        assert not model_io.cpu_supports_bf16()
+        assert batching.cache_key(model) != uncapped
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # a cap at or above AVX-512 hides nothing
+    assert "avx512_bf16" in model_io.cpu_info(info)[1]
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    assert model_io.isa_cap() is None and batching.cache_key(model) == uncapped

@@ -37,11 +37,11 @@ def cache_key(model: Any) -> str:
         stamp = f"{st.st_size}:{int(st.st_mtime)}"
     except OSError:
         stamp = "?"
-    from unetpp_gui.core.model_io import cpu_info
+    from unetpp_gui.core.model_io import cpu_info, isa_cap
 
     return (f"{Path(model.path).resolve()}:{stamp}:{model.precision}:{getattr(model, 'runtime', 'tensorflow')}:"
             f"tta={model.tta}:L={model.prune_level}:"
-            f"{cpu_info()[0]}:{os.cpu_count()}")
+            f"{cpu_info()[0]}:{os.cpu_count()}" + (f":isa={isa_cap()}" if isa_cap() else ""))
 
 
 def measure(model: Any, candidates: tuple[int, ...] = CANDIDATES, hw: tuple[int, int] = (256, 256)) -> dict[int, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -404,12 +405,31 @@ def prune_model(model: Any, level: int) -> Any:
     return keras.Model(model.inputs, out, name=f"{model.name}_L{level}")
 
 
-@lru_cache(maxsize=1)
-def cpu_info() -> tuple[str, frozenset[str]]:
-    """This CPU's model name and feature flags, from /proc/cpuinfo (Linux; ("CPU", no flags) elsewhere)."""
+#: oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) below AVX-512: TensorFlow's kernels then run as on an
+#: AVX2-only CPU, so the app must not count on AVX-512 or native bfloat16 either.
+_BELOW_AVX512 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"}
+
+
+def isa_cap() -> str | None:
+    """The instruction-set cap oneDNN honours (ONEDNN_MAX_CPU_ISA, or its former name DNNL_MAX_CPU_ISA), if any."""
+    value = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return value.strip().upper() if value and value.strip().upper() != "ALL" else None
+
+
+def cpu_info(source: Path = Path("/proc/cpuinfo")) -> tuple[str, frozenset[str]]:
+    """This CPU's model name and the feature flags its math libraries may use: /proc/cpuinfo's (Linux; ("CPU", no
+    flags) elsewhere), less AVX-512 and AMX under an :func:`isa_cap` below AVX-512."""
+    model, flags = _read_cpuinfo(source)
+    if isa_cap() in _BELOW_AVX512:
+        flags = frozenset(f for f in flags if not f.startswith(("avx512", "amx")))
+    return model, flags
+
+
+@lru_cache(maxsize=4)
+def _read_cpuinfo(source: Path) -> tuple[str, frozenset[str]]:
     model, flags = "CPU", frozenset()
     try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        lines = source.read_text().splitlines()
     except OSError:
         return model, flags
     for line in lines:
