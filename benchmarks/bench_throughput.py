@@ -218,7 +218,21 @@ def main() -> None:
           f"{rates[best_bs] * flops / 1e9:.0f} GFLOP/s of convolution = **{rates[best_bs] * flops / sgemm * 100:.0f} % "
           f"of sgemm** (TensorFlow's own 3x3 convolutions reach {peak / sgemm * 100:.0f} % of it).\n")
 
-    model_bf = load_model(model_path(), precision="bfloat16")  # the engine's bf16 path (Model menu, --precision)
+    bf16_rows(model, paths, res, base_rate, rates, best_bs)
+    openvino_rows(model, paths, base_rate, rates)
+    onnxruntime_rows(model, paths, rates)
+
+
+def bf16_rows(model, paths, res, base_rate: float, rates: dict[int, float], best_bs: int) -> None:
+    """The engine's bfloat16 path (Model menu, --precision) against float32, same slices."""
+    from unetpp_gui.core.model_io import isa_cap, load_model
+
+    if isa_cap():
+        print(f"bf16 inference: not measured under ONEDNN_MAX_CPU_ISA={isa_cap()} (TensorFlow still sends bfloat16 "
+              "convolutions to oneDNN, which then has no kernel for them and fails; on a real AVX2-only CPU they run "
+              "emulated, and the app's automatic precision does not choose bfloat16 there either).\n")
+        return
+    model_bf = load_model(model_path(), precision="bfloat16")
     engine(model_bf, paths[:16], best_bs)
     with timer() as t:
         res_bf = engine(model_bf, paths, best_bs)
@@ -239,8 +253,6 @@ def main() -> None:
     print(f"bf16 inference (mixed_bfloat16, batch {best_bs}): **{rate_bf:.2f} slices/s = "
           f"{rate_bf / base_rate:.2f}x the prototype**, {rate_bf / rates[best_bs]:.2f}x fp32; mask Dice fp32 vs bf16 {dice:.4f} on "
           f"{len(paths[:: max(1, len(paths) // 60)])} slices; same tumour decision on {same * 100:.1f} % of slices.\n")
-    openvino_rows(model, paths, base_rate, rates)
-    onnxruntime_rows(model, paths, rates)
 
 
 if __name__ == "__main__":
