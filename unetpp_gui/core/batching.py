@@ -39,9 +39,10 @@ def cache_key(model: Any) -> str:
         stamp = "?"
     from unetpp_gui.core.model_io import cpu_info, isa_cap
 
+    cap = isa_cap()
     return (f"{Path(model.path).resolve()}:{stamp}:{model.precision}:{getattr(model, 'runtime', 'tensorflow')}:"
             f"tta={model.tta}:L={model.prune_level}:"
-            f"{cpu_info()[0]}:{os.cpu_count()}" + (f":isa={isa_cap()}" if isa_cap() else ""))
+            f"{cpu_info()[0]}:{os.cpu_count()}" + (f":isa={cap}" if cap else ""))
 
 
 def measure(model: Any, candidates: tuple[int, ...] = CANDIDATES, hw: tuple[int, int] = (256, 256)) -> dict[int, float]:

@@ -3,8 +3,7 @@
 A patient's slices (:func:`~unetpp_gui.core.discovery.patients_in_folder`: a folder, or one numbered
 series of a flat folder holding several), stacked in index order, form a volume. At the pixel threshold
 the predicted mask splits into 3-D connected components (26-connectivity); the largest is kept, and so is
-every
-component holding at least ``min_fraction`` of the largest one's voxels. Pixels of the other
+every component holding at least ``min_fraction`` of the largest one's voxels. Pixels of the other
 components are set to probability 0, so every number derived from the slice (area ratio, decision,
 Dice) and every picture of it reflects the filter. A slice predicted alone is never filtered.
 """

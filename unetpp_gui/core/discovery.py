@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,10 +176,7 @@ def patients_in_folder(paths: list[Path]) -> dict[Path, str]:
     two or more numbered series of at least two slices each (a flat folder of several patients,
     ``A_1.png … B_1.png …``): then each of those slices belongs to its series."""
     series = {p: series_of(p) for p in paths if SLICE_TAG not in p.name}
-    sizes: dict[str, int] = {}
-    for name in series.values():
-        sizes[name] = sizes.get(name, 0) + 1
-    numbered = {name for name, n in sizes.items() if n >= 2 and name}
+    numbered = {name for name, n in Counter(series.values()).items() if n >= 2 and name}
     mixed = len(numbered) >= 2
     return {p: series[p] if mixed and series.get(p) in numbered else patient_of(p) for p in paths}
 
