@@ -33,25 +33,29 @@ def affine_params(n: int, size: tuple[int, int], rng: np.random.Generator) -> np
     return out
 
 
-def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[Any, Any]:
-    """Flip, warp and intensity-jitter a uint8 batch ``x`` (N, H, W, C) with its 0/1 masks ``y``; returns
-    float images in [0, 1] and 0/1 masks as backend tensors. Everything after the random draws runs through
+def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, soft: bool = False) -> tuple[Any, Any]:
+    """Flip, warp and intensity-jitter a uint8 batch ``x`` (N, H, W, C) with its 0/1 masks ``y`` (``soft``: uint8
+    levels of soft targets); returns float images in [0, 1] and 0/1 masks (soft targets in [0, 1]) as backend
+    tensors. Everything after the random draws runs through
     ``keras.ops`` (on a GPU, there): in NumPy the conversion and flips alone took about 60 ms per 32 slices,
     which bounded a GPU run's step time."""
     ops = keras.ops
     n, h, w, c = x.shape
     flip = rng.random(n) < 0.5
-    both = ops.concatenate([ops.cast(x, "float32") / 255.0, ops.cast(y, "float32")], axis=-1)
+    both = ops.concatenate([ops.cast(x, "float32") / 255.0, ops.cast(y, "float32") / (255.0 if soft else 1.0)],
+                           axis=-1)
     both = ops.where(flip[:, None, None, None], ops.flip(both, axis=2), both)
     both = ops.image.affine_transform(both, affine_params(n, (h, w), rng), interpolation="bilinear",
                                       fill_mode="constant", fill_value=0)
     gain = rng.uniform(*GAIN, (n, 1, 1, 1)).astype(np.float32)
     bias = rng.uniform(*BIAS, (n, 1, 1, 1)).astype(np.float32)
-    return ops.clip(both[..., :c] * gain + bias, 0.0, 1.0), ops.cast(both[..., c:] > 0.5, "float32")
+    target = both[..., c:] if soft else ops.cast(both[..., c:] > 0.5, "float32")
+    return ops.clip(both[..., :c] * gain + bias, 0.0, 1.0), target
 
 
 class SliceBatches(keras.utils.PyDataset):
-    """Batches of (image float [0, 1], mask float {0, 1}); the same mask ``n_outputs`` times for deep supervision.
+    """Batches of (image float [0, 1], mask float {0, 1} or soft target); the same target ``n_outputs`` times for
+    deep supervision.
 
     Training batches follow :func:`training.data.epoch_indices` (redrawn each epoch) and are augmented;
     validation batches are the slices in order, whole and untouched.
@@ -93,8 +97,9 @@ class SliceBatches(keras.utils.PyDataset):
         pairs = list(sample_slices(self.arrays, idx, self.crop_size, self.crop_tumour, rng))
         x = np.stack([p[0] for p in pairs])
         y = np.stack([p[1] for p in pairs])
+        soft = self.arrays.soft
         if self.training and self.augment:
-            x, y = augment(x, y, rng)
+            x, y = augment(x, y, rng, soft)
         else:
-            x, y = keras.ops.cast(x, "float32") / 255.0, keras.ops.cast(y, "float32")
+            x, y = keras.ops.cast(x, "float32") / 255.0, keras.ops.cast(y, "float32") / (255.0 if soft else 1.0)
         return x, (tuple([y] * self.n_outputs) if self.n_outputs > 1 else y)

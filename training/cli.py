@@ -50,6 +50,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "validation and checkpoints use the average (0 = off)")
     p.add_argument("--resume", help="continue a checkpoint (weights, optimizer state, epoch, split)")
     p.add_argument("--init-from", help="fine-tune: start from this model's weights with a fresh optimizer")
+    p.add_argument("--teacher-maps", help="distillation: a teacher's probability maps of the training slices "
+                                          "(scripts/teacher_maps.py); the network fits a blend of them and the masks")
+    p.add_argument("--distill-alpha", type=float, default=0.5,
+                   help="with --teacher-maps: target = (1 - alpha) * mask + alpha * teacher")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="tf.distribute strategy; auto = MultiWorkerMirrored with TF_CONFIG, Mirrored with >1 GPU")
     p.add_argument("--max-patients", type=int, help=argparse.SUPPRESS)

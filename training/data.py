@@ -105,11 +105,18 @@ def write_split(path: Path, train: Sequence[str], val: Sequence[str], seed: int,
 
 @dataclass
 class ArraySet:
-    """Decoded slices at model size: images (N, H, W, C) uint8, masks (N, H, W, 1) uint8 0/1."""
+    """Decoded slices at model size: images (N, H, W, C) uint8, masks (N, H, W, 1) uint8 0/1; ``targets``, when
+    set, are soft training targets (N, H, W, 1) uint8 levels 0..255 fitted instead of the masks (distillation,
+    :mod:`training.distill`); the masks still choose tumour slices and crop centres."""
 
     images: np.ndarray
     masks: np.ndarray
     patients: list[str]
+    targets: np.ndarray | None = None
+
+    @property
+    def soft(self) -> bool:
+        return self.targets is not None
 
     def __len__(self) -> int:
         return len(self.patients)
@@ -189,14 +196,16 @@ def crop_window(mask: np.ndarray, size: int, rng: np.random.Generator, on_tumour
 
 def sample_slices(arrays: ArraySet, order: Sequence[int], crop_size: int, crop_tumour: float,
                   rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(image, mask) uint8 pairs in ``order``: whole slices, or one :func:`crop_window` crop each."""
+    """(image, target) uint8 pairs in ``order``: whole slices, or one :func:`crop_window` crop each; the target
+    is the mask, or the soft target where ``arrays.targets`` is set."""
+    targets = arrays.targets if arrays.targets is not None else arrays.masks
     for i in order:
         if crop_size:
             y0, x0 = crop_window(arrays.masks[i], crop_size, rng, crop_tumour)
             yield (arrays.images[i, y0:y0 + crop_size, x0:x0 + crop_size],
-                   arrays.masks[i, y0:y0 + crop_size, x0:x0 + crop_size])
+                   targets[i, y0:y0 + crop_size, x0:x0 + crop_size])
         else:
-            yield arrays.images[i], arrays.masks[i]
+            yield arrays.images[i], targets[i]
 
 
 def make_dataset(
@@ -211,7 +220,8 @@ def make_dataset(
     crop_size: int = 0,
     crop_tumour: float = 0.5,
 ) -> Any:
-    """A ``tf.data`` pipeline of (image float [0,1], mask float {0,1}) batches.
+    """A ``tf.data`` pipeline of (image float [0,1], mask float {0,1}) batches (soft targets in [0, 1] instead of
+    masks where ``arrays.targets`` is set).
 
     Training data is reshuffled every epoch and augmented identically for image and mask
     (flip, small rotation and zoom) with intensity jitter on the image only. With ``crop_size``
@@ -234,20 +244,22 @@ def make_dataset(
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
 
     # Plain graph code: no autograph (which also needs source files, absent in the packaged app).
+    y_scale = 255.0 if arrays.soft else 1.0
+
     @tf.autograph.experimental.do_not_convert
     def to_float(x: Any, y: Any) -> tuple[Any, Any]:
-        return tf.cast(x, tf.float32) / 255.0, tf.cast(y, tf.float32)
+        return tf.cast(x, tf.float32) / 255.0, tf.cast(y, tf.float32) / y_scale
 
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=False)
     if training and augment:
-        ds = ds.map(_augmenter(c, seed), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(_augmenter(c, seed, arrays.soft), num_parallel_calls=tf.data.AUTOTUNE)
     if n_outputs > 1:
         ds = ds.map(lambda x, y: (x, tuple([y] * n_outputs)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _augmenter(channels: int, seed: int) -> Any:
+def _augmenter(channels: int, seed: int, soft: bool = False) -> Any:
     import tensorflow as tf
     from keras import layers
 
@@ -268,7 +280,7 @@ def _augmenter(channels: int, seed: int) -> Any:
         gain = gen.uniform((n, 1, 1, 1), *GAIN)
         bias = gen.uniform((n, 1, 1, 1), *BIAS)
         x = tf.clip_by_value(x * gain + bias, 0.0, 1.0)
-        return x, tf.cast(y > 0.5, tf.float32)
+        return x, (y if soft else tf.cast(y > 0.5, tf.float32))  # warped soft targets stay soft
 
     return apply
 

@@ -56,6 +56,8 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     progress_every: int = 1
     cancel_file: str | None = None
+    teacher_maps: str | None = None  # distillation: a teacher's maps of the training slices (training.distill)
+    distill_alpha: float = 0.5  # target = (1 - alpha) * mask + alpha * teacher
 
 
 @dataclass
@@ -387,12 +389,20 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
                          f"{2 ** (cfg.depth - 1)} and the image size {cfg.image_size} (or 0 for whole slices)")
     if not 0.0 <= cfg.ema < 1.0:
         raise ValueError("--ema is a momentum in [0, 1): e.g. 0.995, or 0 for off")
+    if not 0.0 <= cfg.distill_alpha <= 1.0:
+        raise ValueError("--distill-alpha is a weight in [0, 1]")
 
     scan = find_pairs(cfg.data, cfg.patient_prefix_fields)
     split = _split(cfg, scan.patients)
     write_split(out.with_name(f"{out.stem}.split.json"), split.train, split.val, cfg.seed, cfg.val_fraction, split.test)
     hw = (cfg.image_size, cfg.image_size)
-    train_arr = load_arrays(_pairs_of(scan.pairs, split.train, cfg.max_slices), hw)
+    train_pairs = _pairs_of(scan.pairs, split.train, cfg.max_slices)
+    train_arr = load_arrays(train_pairs, hw)
+    if cfg.teacher_maps:
+        from training.distill import slice_name, soft_targets
+
+        train_arr.targets = soft_targets([slice_name(p.image) for p in train_pairs], train_arr.masks,
+                                         cfg.teacher_maps, cfg.distill_alpha)
     val_arr = load_arrays(_pairs_of(scan.pairs, split.val, cfg.max_slices), hw)
     if cancel.is_set():  # stopped while the slices were read: nothing was trained, nothing written
         return TrainResult("cancelled", None, None, None, None, 0, {}, split.train, split.val)
