@@ -33,13 +33,16 @@ python3 scripts/gpu_pack.py unpack .gpu/lgg.zip /tmp/lgg || exit 1
 mapfile -t JOBS < <(sed 's#DATA#/tmp/lgg#g' "$JOBS_FILE")
 args=()
 for j in "${JOBS[@]}"; do args+=(--job "$j"); done
-mkdir -p /tmp/runs
+# a second call on a still-warm machine finds the first call's runs here: start clean, or they are exported again
+rm -rf /tmp/runs && mkdir -p /tmp/runs
 python3 scripts/gpu_train.py --deadline "${DEADLINE:-520}" --out /tmp/runs ${GPU_TRAIN_ARGS:-} "${args[@]}" 2>&1 | tee /tmp/runs/driver.log
 kill "$UTIL_PID" 2>/dev/null
 # best models only, without optimizer state (37 MB with it: over the 16 MiB a returned file may have), side by side
+# and on the CPU: each JAX process would otherwise claim the jobs' share of GPU memory (with one job, 90 % each),
+# and a call on the H100 lost its only model when parallel exports aborted that way
 for f in /tmp/runs/*.h5; do
     case "$f" in *.probe.h5|*.last.h5) ;; *)
-        python3 -c "import sys; from training.export import export_model; export_model(sys.argv[1], sys.argv[2])" \
+        JAX_PLATFORMS=cpu python3 -c "import sys; from training.export import export_model; export_model(sys.argv[1], sys.argv[2])" \
             "$f" "$OUT/$(basename "$f")" & ;;
     esac
 done
