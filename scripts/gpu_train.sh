@@ -4,7 +4,7 @@
 # training and validation patients only), .gpu/jobs.txt (one "NAME: training options" line per job, with
 # DATA standing for the unpacked folder). Results go to $OUT: each job's best model (at most 7 jobs: 8 files
 # come back) and logs.tgz (progress logs, driver log, stderr tails, GPU utilisation every 10 s).
-# Usage: DEADLINE=520 [GPU_TRAIN_ARGS="--margin 0.8"] scripts/gpu_train.sh
+# Usage: DEADLINE=520 [GPU_TRAIN_ARGS="--margin 0.8"] [EXPORT_LAST=1] scripts/gpu_train.sh
 set -u
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -40,10 +40,14 @@ kill "$UTIL_PID" 2>/dev/null
 # best models only, without optimizer state (37 MB with it: over the 16 MiB a returned file may have), side by side
 # and on the CPU: each JAX process would otherwise claim the jobs' share of GPU memory (with one job, 90 % each),
 # and a call on the H100 lost its only model when parallel exports aborted that way
+# EXPORT_LAST=1 returns each run's last epoch instead of its best (cross-validation folds: no checkpoint chosen on
+# the patients that measure them)
 for f in /tmp/runs/*.h5; do
     case "$f" in *.probe.h5|*.last.h5) ;; *)
+        src="$f"
+        if [ "${EXPORT_LAST:-0}" = 1 ] && [ -f "${f%.h5}.last.h5" ]; then src="${f%.h5}.last.h5"; fi
         JAX_PLATFORMS=cpu python3 -c "import sys; from training.export import export_model; export_model(sys.argv[1], sys.argv[2])" \
-            "$f" "$OUT/$(basename "$f")" & ;;
+            "$src" "$OUT/$(basename "$f")" & ;;
     esac
 done
 wait

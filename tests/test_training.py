@@ -323,3 +323,24 @@ def test_ensemble_script_averages_its_members_probabilities(tmp_path: Path) -> N
     meta = read_metadata(out)
     assert meta.training["split"] == split and meta.training["ensemble_of"] == ["m0.h5", "m1.h5"]
     assert (meta.pixel_threshold, meta.patient_filter) == (0.5, {})
+
+
+@pytest.mark.slow
+def test_training_without_validation_keeps_the_last_epoch(tmp_path: Path) -> None:
+    """--val-fraction 0: every patient but the test ones trains, each epoch is saved as the model (the last one
+    stays), no best Dice is claimed, and early stopping, which needs validation, is refused."""
+    from training.train import TrainConfig, train
+    from unetpp_gui.core.metadata import read_metadata
+
+    data = phantom_patients(tmp_path / "data", ["PA", "PB", "PC"])
+    out = tmp_path / "final.h5"
+    cfg = dict(data=[str(data)], base_filters=2, depth=3, image_size=64, batch_size=4, strategy="default",
+               val_fraction=0.0, test_patients=["PC"])
+    result = train(TrainConfig(out=str(out), epochs=2, ema=0.9, **cfg))
+    assert result.status == "done" and result.best_path == out and result.best_dice is None
+    assert result.best_epoch == 2 and result.train_patients == ["PA", "PB"] and result.val_patients == []
+    meta = read_metadata(out)
+    assert meta.training["epoch"] == 2 and meta.training["split"]["validation"] == []
+    assert meta.training["split"]["test"] == ["PC"]
+    with pytest.raises(ValueError, match="needs validation patients"):
+        train(TrainConfig(out=str(tmp_path / "x.h5"), epochs=1, patience=2, **cfg))

@@ -27,7 +27,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=0, help="early stopping on validation Dice (0 = off)")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 (CPUs with AVX512-BF16/AMX)")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of patients held out (stratified by institution)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="fraction of patients held out (stratified by institution); 0: no validation, every "
+                        "epoch is saved and --out ends with the last (a final run whose recipe was chosen by "
+                        "cross-validation)")
     p.add_argument("--val-patients", nargs="*", help="explicit validation patients (overrides --val-fraction)")
     p.add_argument("--test-patients", nargs="*",
                    help="patients kept out of training and checkpoint selection (an untouched test split, "

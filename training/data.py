@@ -94,6 +94,27 @@ def split_patients(
     return [p for p in all_patients if p not in val_set], sorted(val_set)
 
 
+def cv_folds(patients: Sequence[str], k: int, seed: int) -> list[list[str]]:
+    """``k`` disjoint folds covering ``patients``, stratified by institution: each institution's patients,
+    shuffled, are dealt round the folds in turn (the turn carries over between institutions), so fold sizes
+    differ by at most one."""
+    if not 2 <= k <= len(set(patients)):
+        raise ValueError(f"need 2..{len(set(patients))} folds for {len(set(patients))} patients, not {k}")
+    rng = random.Random(seed)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for p in sorted(set(patients)):
+        groups[institution_of(p)].append(p)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    turn = 0
+    for key in sorted(groups):
+        members = groups[key][:]
+        rng.shuffle(members)
+        for p in members:
+            folds[turn % k].append(p)
+            turn += 1
+    return [sorted(f) for f in folds]
+
+
 def write_split(path: Path, train: Sequence[str], val: Sequence[str], seed: int, val_fraction: float,
                 test: Sequence[str] = ()) -> None:
     from unetpp_gui.core.image_io import atomic_write_bytes
@@ -123,7 +144,7 @@ class ArraySet:
 
     @property
     def tumour(self) -> np.ndarray:
-        return self.masks.reshape(len(self), -1).max(axis=1) > 0
+        return self.masks.reshape(len(self), -1).max(axis=1) > 0 if len(self) else np.zeros(0, bool)
 
 
 def _load_pair(pair: Pair, hw: tuple[int, int], channels: int) -> tuple[np.ndarray, np.ndarray]:

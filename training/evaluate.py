@@ -55,6 +55,29 @@ def collect(model: Any, pairs: Sequence[Any], batch_size: int = 8, progress: Any
     return out
 
 
+def out_of_fold(models: Sequence[str | Path], pairs: Sequence[Any], batch_size: int = 8,
+                progress: Any = None) -> tuple[list[Evaluated], dict[str, str]]:
+    """Cross-validation: each fold model run on its own stored validation patients only, pooled (maps kept,
+    for calibration). Returns the items and which model held out each patient; a patient held out by two
+    models, or a model without a validation split, is an error."""
+    from unetpp_gui.core.model_io import load_model
+
+    held: dict[str, str] = {}
+    items: list[Evaluated] = []
+    for path in map(Path, models):
+        model = load_model(path)
+        val = list((model.metadata.training.get("split") or {}).get("validation") or [])
+        if not val:
+            raise ValueError(f"{path.name} stores no validation patients: not a cross-validation fold")
+        twice = sorted(set(val) & set(held))
+        if twice:
+            raise ValueError(f"{twice[0]} is held out by both {held[twice[0]]} and {path.name}: folds must not overlap")
+        held.update({p: path.name for p in val})
+        mine = [q for q in pairs if q.patient in set(val)]
+        items.extend(collect(model, mine, batch_size, progress, keep_maps=True))
+    return items, held
+
+
 def with_patient_filter(items: Sequence[Evaluated], pixel_threshold: float,
                         min_fraction: float | None) -> list[Evaluated]:
     """The items as the patient 3-D filter leaves them (each patient's slices in their given order)."""

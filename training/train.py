@@ -195,9 +195,11 @@ def _split(cfg: TrainConfig, available: list[str]) -> _Split:
     if cfg.val_patients:
         val = sorted(set(cfg.val_patients) & set(rest))
         train = [p for p in rest if p not in set(val)]
+    elif cfg.val_fraction == 0:  # no validation: a final run on every patient, its recipe chosen elsewhere
+        train, val = rest, []
     else:
         train, val = split_patients(rest, cfg.val_fraction, cfg.seed)
-    if not val or not train:
+    if not train or (not val and cfg.val_fraction != 0):
         raise ValueError("the split left no training or no validation patients")
     return _Split(train, val, test, rest)
 
@@ -263,6 +265,7 @@ def training_steps(epoch_slices: int, batch_size: int, full_batches: bool = Fals
 
 
 def _datasets(cfg: TrainConfig, train_arr: Any, val_arr: Any, n_outputs: int, steps: int) -> tuple[Any, Any]:
+    """Training and validation batches for the backend in use; no validation batches (None) without patients."""
     from training import backend
 
     if not backend.is_tensorflow():
@@ -270,7 +273,7 @@ def _datasets(cfg: TrainConfig, train_arr: Any, val_arr: Any, n_outputs: int, st
 
         return (SliceBatches(train_arr, cfg.batch_size, n_outputs, True, cfg.augment, cfg.oversample, cfg.seed,
                              cfg.empty_fraction, cfg.crop_size, cfg.crop_tumour, steps),
-                SliceBatches(val_arr, cfg.batch_size, n_outputs, training=False))
+                SliceBatches(val_arr, cfg.batch_size, n_outputs, training=False) if len(val_arr) else None)
     import tensorflow as tf
 
     from training.data import make_dataset
@@ -280,6 +283,8 @@ def _datasets(cfg: TrainConfig, train_arr: Any, val_arr: Any, n_outputs: int, st
     if cfg.steps_per_epoch:
         train_ds = train_ds.take(steps)
     train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
+    if not len(val_arr):
+        return train_ds, None
     val_ds = make_dataset(val_arr, cfg.batch_size, n_outputs, training=False)
     val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(math.ceil(len(val_arr) / cfg.batch_size)))
     return train_ds, val_ds
@@ -297,7 +302,7 @@ class _Saver:
     norm: ChannelNorm | None
     prior: ModelMetadata | None
     started: float
-    monitor: str
+    monitor: str | None
     model: Any = None
     optimizer: Any = None
     history: dict[str, list[float]] = field(default_factory=dict)
@@ -319,7 +324,8 @@ class _Saver:
                 "elapsed_s": round(time.monotonic() - self.started, 1),
                 "hardware": hardware_description(),
             },
-            metrics={"val_dice_global": float(logs.get(self.monitor, float("nan"))), "epoch": epoch},
+            metrics={"val_dice_global": float(logs.get(self.monitor, float("nan")) if self.monitor else float("nan")),
+                     "epoch": epoch},
             versions=library_versions(),
             input_normalization=self.norm.to_dict() if self.norm is not None else {},
         )
@@ -391,6 +397,8 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
         raise ValueError("--ema is a momentum in [0, 1): e.g. 0.995, or 0 for off")
     if not 0.0 <= cfg.distill_alpha <= 1.0:
         raise ValueError("--distill-alpha is a weight in [0, 1]")
+    if cfg.val_fraction == 0 and not cfg.val_patients and cfg.patience:
+        raise ValueError("--patience stops on validation Dice: it needs validation patients")
 
     scan = find_pairs(cfg.data, cfg.patient_prefix_fields)
     split = _split(cfg, scan.patients)
@@ -422,7 +430,8 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
         with backend.strategy_scope(cfg.strategy):
             model, optimizer, head = _compiled_model(cfg, arch, n_outputs, steps * cfg.epochs)
         train_ds, val_ds = _datasets(cfg, train_arr, val_arr, n_outputs, steps)
-        monitor = f"val_{head}_dice" if head else "val_dice"
+        # without validation every epoch is saved as the model (the last one is kept)
+        monitor = (f"val_{head}_dice" if head else "val_dice") if len(val_arr) else None
         data = {"folders": [Path(d).name for d in cfg.data], "patients": len(split.patients),
                 "train_slices": len(train_arr), "train_tumour_slices": int(train_arr.tumour.sum()),
                 "val_slices": len(val_arr), "val_tumour_slices": int(val_arr.tumour.sum())}

@@ -1,0 +1,92 @@
+"""Cross-validation: folds by institution, job lines for the GPU driver, out-of-fold evaluation and calibration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _tiny_unetpp, phantom_patients
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_folds_partition_the_patients_by_institution() -> None:
+    from training.data import cv_folds
+
+    patients = [f"TCGA_{inst}_{i:04d}_2000" for inst, n in (("CS", 7), ("DU", 11), ("HT", 5), ("EZ", 1))
+                for i in range(n)]
+    folds = cv_folds(patients, 5, seed=3)
+    assert sorted(p for f in folds for p in f) == sorted(patients)  # every patient, once
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    for inst, n in (("CS", 7), ("DU", 11), ("HT", 5)):
+        counts = [sum(p.split("_")[1] == inst for p in f) for f in folds]
+        assert max(counts) - min(counts) <= 1, (inst, counts)  # each institution spread over the folds
+    assert cv_folds(patients, 5, seed=3) == folds and cv_folds(patients, 5, seed=4) != folds
+    with pytest.raises(ValueError, match="folds"):
+        cv_folds(patients[:3], 5, seed=3)
+
+
+def test_cv_jobs_keep_test_patients_out_of_every_job(tmp_path: Path) -> None:
+    data = phantom_patients(tmp_path / "data", ["PA", "PB", "PC", "PD", "PE"], n=2)
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "cv_jobs.py"), "--data", str(data), "--folds", "2",
+                          "--test-patients", "PE", "--final", "--options", "--epochs 3 --seed 9",
+                          "--folds-json", str(tmp_path / "folds.json")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["cv1", "cv2", "cv_all"]
+    folds = json.loads((tmp_path / "folds.json").read_text())["folds"]
+    assert sorted(p for f in folds for p in f) == ["PA", "PB", "PC", "PD"]
+    for line, fold in zip(lines, folds):
+        assert f"--val-patients {' '.join(fold)} --test-patients PE --epochs 3 --seed 9" in line
+    assert "--val-fraction 0 --test-patients PE --epochs 3" in lines[2] and "--val-patients" not in lines[2]
+
+
+def _fold_model(path: Path, val: list[str], seed: int) -> Path:
+    import keras
+
+    from training.saving import save_model
+    from unetpp_gui.core.metadata import ModelMetadata
+
+    keras.utils.set_random_seed(seed)
+    split = {"train": [], "validation": val, "test": ["PE"]}
+    return save_model(_tiny_unetpp(), path, ModelMetadata(name=path.stem, training={"split": split}))
+
+
+def test_out_of_fold_pools_each_folds_own_patients_and_calibrates_the_final_model(tmp_path: Path) -> None:
+    """Each fold model predicts only its held-out patients; the pooled per-patient Dice is exactly the folds'
+    own figures side by side; the out-of-fold calibration lands in the final model; overlapping folds are refused."""
+    from training.data import find_pairs
+    from training.evaluate import collect, metrics_at
+    from unetpp_gui.core.metadata import read_metadata
+    from unetpp_gui.core.model_io import load_model
+
+    data = phantom_patients(tmp_path / "data", ["PA", "PB", "PC", "PD", "PE"], n=4)
+    folds = [_fold_model(tmp_path / "cv1.h5", ["PA", "PB"], 1), _fold_model(tmp_path / "cv2.h5", ["PC", "PD"], 2)]
+    final = _fold_model(tmp_path / "cv_all.h5", [], 3)
+    report = tmp_path / "oof.json"
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "cv_evaluate.py"), *map(str, folds), "--data",
+                          str(data), "--report", str(report), "--calibrate-into", str(final)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    doc = json.loads(report.read_text())
+    assert doc["held_out_by"] == {"PA": "cv1.h5", "PB": "cv1.h5", "PC": "cv2.h5", "PD": "cv2.h5"}
+    pooled = doc["results"]["untuned (0.5, 0.001, no 3-D filter)"]["per_patient_dice"]
+    assert sorted(pooled) == ["PA", "PB", "PC", "PD"]  # the test patient PE never enters
+    pairs = find_pairs([str(data)]).pairs
+    for path, val in zip(folds, (["PA", "PB"], ["PC", "PD"])):
+        own = metrics_at(collect(load_model(path), [q for q in pairs if q.patient in val]), 0.5, 0.001)
+        for patient in val:
+            assert pooled[patient] == pytest.approx(own["per_patient_dice"][patient])
+    cal = doc["calibration"]
+    meta = read_metadata(final)
+    assert meta.pixel_threshold == cal["pixel_threshold"] and meta.decision_threshold == cal["decision_threshold"]
+    assert meta.metrics["calibration_patients"] == ["PA", "PB", "PC", "PD"]
+
+    clash = _fold_model(tmp_path / "cv3.h5", ["PB"], 4)
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "cv_evaluate.py"), str(folds[0]), str(clash),
+                          "--data", str(data)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "PB is held out by both cv1.h5 and cv3.h5" in run.stderr
