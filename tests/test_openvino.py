@@ -172,3 +172,30 @@ def test_auto_keeps_the_runtime_that_measured_faster(ds_model: Path, tmp_path: P
         assert model.predict_batch(_batch()).shape == (3, 64, 64)
     explicit = load_model(ds_model, runtime="openvino")  # asked for by name: no measurement overrides it
     assert explicit.runtime == "openvino"
+
+
+def test_auto_does_not_load_openvino_where_tensorflow_won_before(ds_model: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start whose cached measurement says TensorFlow is faster never converts or compiles for OpenVINO
+    (it cost every such start 0.1-0.2 s and the converted copy's memory); where OpenVINO won, it is loaded."""
+    import json
+    import shutil
+
+    from unetpp_gui.core.batching import cache_path
+    from unetpp_gui.core.openvino_runtime import cache_folder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    load_model(ds_model, runtime="auto")  # measures once and converts
+    known = json.loads(cache_path().read_text())
+    (key,) = [k for k in known if k.startswith("runtime-choice:")]
+    known[key] = {"tensorflow": 0.01, "openvino": 0.02}
+    cache_path().write_text(json.dumps(known))
+    shutil.rmtree(cache_folder())
+    model = load_model(ds_model, runtime="auto")
+    assert model.runtime == "tensorflow" and "cached" in model.runtime_note
+    assert not cache_folder().exists() or not list(cache_folder().glob("*.xml"))  # nothing converted
+    assert model.predict_batch(_batch()).shape == (3, 64, 64)
+    known[key] = {"tensorflow": 0.02, "openvino": 0.01}
+    cache_path().write_text(json.dumps(known))
+    assert load_model(ds_model, runtime="auto").runtime == "openvino"
+    assert list(cache_folder().glob("*.xml"))

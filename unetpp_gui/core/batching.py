@@ -31,7 +31,9 @@ def cache_path() -> Path:
     return cache_root() / "batch_sizes.json"
 
 
-def cache_key(model: Any) -> str:
+def cache_key(model: Any, runtime: str | None = None) -> str:
+    """What a measurement depends on: the model file and variant, the runtime (``model``'s unless given), the
+    machine and an ISA cap."""
     try:
         st = model.path.stat()
         stamp = f"{st.st_size}:{int(st.st_mtime)}"
@@ -40,7 +42,8 @@ def cache_key(model: Any) -> str:
     from unetpp_gui.core.model_io import cpu_info, isa_cap
 
     cap = isa_cap()
-    return (f"{Path(model.path).resolve()}:{stamp}:{model.precision}:{getattr(model, 'runtime', 'tensorflow')}:"
+    runtime = runtime or getattr(model, "runtime", "tensorflow")
+    return (f"{Path(model.path).resolve()}:{stamp}:{model.precision}:{runtime}:"
             f"tta={model.tta}:L={model.prune_level}:"
             f"{cpu_info()[0]}:{os.cpu_count()}" + (f":isa={cap}" if cap else ""))
 
@@ -103,16 +106,35 @@ def _remember(cache: Path, key: str, entry: dict) -> None:
 RUNTIME_MARGIN = 1.15
 
 
+def _choice_key(model: Any) -> str:
+    return "runtime-choice:" + cache_key(model, runtime="openvino")
+
+
+def _keep(times: dict[str, float]) -> bool:
+    return times["tensorflow"] >= RUNTIME_MARGIN * times["openvino"]
+
+
+def cached_runtime_choice(model: Any, cache: Path | None = None) -> tuple[bool, dict[str, float]] | None:
+    """An earlier start's answer for this model, variant and machine (keep OpenVINO, seconds per slice by
+    runtime), or None if it never measured; readable before OpenVINO is loaded, so a start that will keep
+    TensorFlow need not load it."""
+    known = _read(cache or cache_path()).get(_choice_key(model))
+    if not isinstance(known, dict) or not {"tensorflow", "openvino"} <= set(known):
+        return None
+    times = {k: float(v) for k, v in known.items()}
+    return _keep(times), times
+
+
 def keep_openvino(model: Any, cache: Path | None = None) -> tuple[bool, dict[str, float], bool]:
     """For a model running on OpenVINO: is it faster than TensorFlow here? Each runtime is timed at every
     candidate batch size (as :func:`measure`) and judged by its fastest, once per model, variant and
     machine; the answer is cached, and so is each runtime's batch-size measurement (:func:`best_batch_size`
     then finds it). Returns (keep OpenVINO, best seconds per slice by runtime, from cache)."""
     cache = cache or cache_path()
-    key = "runtime-choice:" + cache_key(model)
-    known = _read(cache)
-    if key in known:
-        times = {k: float(v) for k, v in known[key].items()}
+    key = _choice_key(model)
+    known = cached_runtime_choice(model, cache)
+    if known is not None:
+        times = known[1]
     else:
         runner, runtime, times = model.runtime_runner, model.runtime, {}
         for name, use in (("tensorflow", None), ("openvino", runner)):
@@ -122,7 +144,12 @@ def keep_openvino(model: Any, cache: Path | None = None) -> tuple[bool, dict[str
             times[name] = min(by_size.values())
         model.runtime_runner, model.runtime = runner, runtime
         _remember(cache, key, {k: round(v, 5) for k, v in times.items()})
-    return times["tensorflow"] >= RUNTIME_MARGIN * times["openvino"], times, key in known
+    return _keep(times), times, known is not None
+
+
+def describe_runtimes(times: dict[str, float], cached: bool) -> str:
+    per = ", ".join(f"{name} {1000 * t:.0f} ms" for name, t in sorted(times.items()))
+    return f"{per} per slice{', cached' if cached else ''}"
 
 
 def describe(size: int, times: dict[int, float], cached: bool) -> str:

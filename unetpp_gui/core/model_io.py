@@ -362,9 +362,16 @@ def _check_io(model: Any, path: Path, output_index: int) -> tuple[tuple[int, int
 def _try_openvino(model: LoadedModel, network: Any, unsafe: list[str], explicit: bool) -> None:
     """Run ``network`` with OpenVINO where it can; otherwise TensorFlow runs it, and the note says why
     (for "auto" only when OpenVINO is installed: not having it is the normal case). With "auto" OpenVINO
-    is kept only where it measured faster than TensorFlow for this model on this machine (cached)."""
+    is kept only where it measured faster than TensorFlow for this model on this machine (cached); where an
+    earlier start found TensorFlow faster, OpenVINO is not even loaded."""
     from unetpp_gui.core import openvino_runtime
+    from unetpp_gui.core.batching import cached_runtime_choice, describe_runtimes, keep_openvino
 
+    if not explicit and not unsafe:
+        known = cached_runtime_choice(model)
+        if known is not None and not known[0]:  # measured before: TensorFlow wins here, OpenVINO stays unloaded
+            model.runtime_note = f"TensorFlow: measured faster here than OpenVINO ({describe_runtimes(known[1], True)})"
+            return
     if unsafe:
         why: str | None = "OpenVINO does not run models with stored code"
     else:
@@ -375,15 +382,12 @@ def _try_openvino(model: LoadedModel, network: Any, unsafe: list[str], explicit:
         return
     if explicit:
         return
-    from unetpp_gui.core.batching import keep_openvino
-
     keep, times, cached = keep_openvino(model)
-    per = ", ".join(f"{name} {1000 * t:.0f} ms" for name, t in sorted(times.items()))
     if keep:
-        model.runtime_note += f"; measured faster here ({per} per slice{', cached' if cached else ''})"
+        model.runtime_note += f"; measured faster here ({describe_runtimes(times, cached)})"
     else:
         model.runtime_runner, model.runtime = None, "tensorflow"
-        model.runtime_note = f"TensorFlow: measured faster here than OpenVINO ({per} per slice{', cached' if cached else ''})"
+        model.runtime_note = f"TensorFlow: measured faster here than OpenVINO ({describe_runtimes(times, cached)})"
 
 
 PRECISIONS = ("float32", "bfloat16", "auto")
