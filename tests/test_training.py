@@ -344,3 +344,17 @@ def test_training_without_validation_keeps_the_last_epoch(tmp_path: Path) -> Non
     assert meta.training["split"]["test"] == ["PC"]
     with pytest.raises(ValueError, match="needs validation patients"):
         train(TrainConfig(out=str(tmp_path / "x.h5"), epochs=1, patience=2, **cfg))
+
+
+def test_validation_batches_are_equal_where_a_divisor_allows() -> None:
+    """JAX/torch validation uses one batch shape (one compile) where the slice count has a divisor near the
+    batch size; otherwise the batch size as given."""
+    from training.train import even_batch
+
+    assert even_batch(252, 32) == 63 and 252 % 63 == 0  # the 6 LGG validation patients
+    assert even_batch(530, 32) == 53 and even_batch(48, 32) == 48 and even_batch(10, 32) == 10
+    assert even_batch(251, 32) == 32 and even_batch(0, 8) == 8  # a prime: no equal split near 32
+    for n in range(1, 300):
+        size = even_batch(n, 16)
+        assert n % size == 0 or size == 16
+        assert 1 <= size <= max(n, 16)
