@@ -92,8 +92,8 @@ def test_pipelines_keep_soft_targets_soft_and_aligned() -> None:
 
 @pytest.mark.slow
 def test_training_on_teacher_maps_records_them(tmp_path: Path, tiny_model_path: Path) -> None:
-    """A run with --teacher-maps trains, stores the maps' name and alpha in the model, and a split whose
-    training slices lack maps stops before training with a clear error."""
+    """A run with --teacher-maps trains, stores the maps' name and alpha in the model (a resumed run keeps
+    them), and a split whose training slices lack maps stops before training with a clear error."""
     from training.data import find_pairs
     from training.distill import write_teacher_maps
     from training.train import TrainConfig, train
@@ -109,6 +109,11 @@ def test_training_on_teacher_maps_records_them(tmp_path: Path, tiny_model_path: 
     result = train(TrainConfig(out=str(out), val_patients=["PC"], **cfg))
     assert result.status == "done" and result.best_path == out
     stored = read_metadata(out).training["config"]
+    assert stored["teacher_maps"] == str(maps) and stored["distill_alpha"] == 0.7
+    again = train(TrainConfig(data=[str(data)], out=str(out), epochs=2, resume=str(result.last_path),
+                              strategy="default"))  # a resumed run goes on distilling
+    assert again.status == "done"
+    stored = read_metadata(again.last_path).training["config"]
     assert stored["teacher_maps"] == str(maps) and stored["distill_alpha"] == 0.7
     with pytest.raises(ValueError, match="no teacher map"):
         train(TrainConfig(out=str(tmp_path / "other.h5"), val_patients=["PA"], **cfg))

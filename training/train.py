@@ -139,7 +139,7 @@ def _emit(progress: Any, event: str, **fields: Any) -> None:
 #: Settings a resumed run takes from its checkpoint, whatever the command line says.
 RESUMED_SETTINGS = ("loss", "learning_rate", "lr_schedule", "batch_size", "empty_fraction", "oversample", "augment",
                     "mixed_precision", "seed", "patience", "val_fraction", "patient_prefix_fields", "crop_size",
-                    "crop_tumour", "ema")
+                    "crop_tumour", "ema", "teacher_maps", "distill_alpha")
 
 
 @dataclass
