@@ -65,6 +65,17 @@ def test_teacher_maps_script_and_blended_targets(tmp_path: Path, tiny_model_path
     with pytest.raises(ValueError, match="weight in"):
         soft_targets(keys, arrays.masks, out, 1.5)
 
+    # maps are keyed by file name: two folders holding the same names would mix up their maps
+    import shutil
+
+    from training.distill import write_teacher_maps
+
+    shutil.copytree(data / "PA", data / "PA_copy")
+    same = [q for q in find_pairs([str(data)]).pairs if q.patient in ("PA", "PA_copy")]
+    with pytest.raises(ValueError, match="more than one folder"):
+        write_teacher_maps(tiny_model_path, same, tmp_path / "dup.npz", precision="float32")
+    assert not (tmp_path / "dup.npz").exists()
+
 
 def test_pipelines_keep_soft_targets_soft_and_aligned() -> None:
     """Both input pipelines (tf.data for TensorFlow, SliceBatches for JAX/torch) pass soft targets through as

@@ -35,6 +35,10 @@ def write_teacher_maps(model_path: str | Path, pairs: Sequence[Any], out: str | 
             raise ValueError(f"teacher could not predict {res.path}: {res.error}")
         names.append(slice_name(res.path))
         maps.append(res.prob_q)
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"{len(twice)} slice name(s) occur in more than one folder (e.g. {twice[0]}): "
+                         "maps are keyed by file name")
     buf = io.BytesIO()
     np.savez_compressed(buf, names=np.array(names), maps=np.stack(maps) if maps else np.zeros((0, 1, 1), np.uint8))
     atomic_write_bytes(Path(out), buf.getvalue())
