@@ -189,6 +189,9 @@ def test_bfloat16_inference_matches_float32(tmp_path: Path) -> None:
     assert fp32.precision == "float32" and bf16.precision == "bfloat16"
     assert bf16.runtime_model.layers[1].dtype_policy.name == "mixed_bfloat16" and bf16.n_params == fp32.n_params
     assert bf16.keras_model.layers[1].dtype_policy.name == "float32"  # the file's network is untouched
+    # folded and bfloat16 in one rebuild: as many batch norms folded as in float32
+    assert bf16.folded_batch_norms == fp32.folded_batch_norms > 0
+    assert not any(type(layer).__name__ == "BatchNormalization" for layer in bf16.runtime_model.layers)
     x = np.random.default_rng(1).random((4, 32, 32, 3)).astype(np.float32)
     a, b = fp32.predict_batch(x), bf16.predict_batch(x)
     assert b.dtype == np.float32 and np.abs(a - b).max() < 0.02  # bfloat16 keeps ~3 significant digits

@@ -199,3 +199,19 @@ def test_auto_does_not_load_openvino_where_tensorflow_won_before(ds_model: Path,
     cache_path().write_text(json.dumps(known))
     assert load_model(ds_model, runtime="auto").runtime == "openvino"
     assert list(cache_folder().glob("*.xml"))
+
+
+@needs_openvino
+def test_openvino_converts_from_float32_when_the_engine_runs_bfloat16(ds_model: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bfloat16 load builds no float32 network unless OpenVINO must convert: then it converts the float32
+    function (its bfloat16 hint applies at compile time), and a later start reuses the conversion."""
+    from unetpp_gui.core.openvino_runtime import cache_folder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fp32 = load_model(ds_model)
+    for note in ("converted", "cached"):
+        ov = load_model(ds_model, runtime="openvino", precision="bfloat16")
+        assert ov.runtime == "openvino" and ov.precision == "bfloat16" and note in ov.runtime_note
+        assert np.abs(ov.predict_batch(_batch()) - fp32.predict_batch(_batch())).max() < 0.02
+    assert len(list(cache_folder().glob("*.xml"))) == 1

@@ -72,11 +72,26 @@ def _as_list_of_refs(refs: Any) -> list[list[Any]]:
     return list(refs)
 
 
-def fold_batch_norm(model: Any) -> tuple[Any, int]:
+def with_dtype_policy(config: Any, policy: str) -> Any:
+    """A model config whose float32 layers compute under ``policy`` (e.g. "mixed_bfloat16"; weights stay
+    float32, so the same weights load)."""
+    if isinstance(config, dict):
+        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and \
+                config.get("config", {}).get("name") == "float32":
+            return {**config, "config": {**config["config"], "name": policy}}
+        return {k: with_dtype_policy(v, policy) for k, v in config.items()}
+    if isinstance(config, list):
+        return [with_dtype_policy(v, policy) for v in config]
+    return config
+
+
+def fold_batch_norm(model: Any, dtype_policy: str | None = None) -> tuple[Any, int]:
     """``(model with batch norms folded into their convolutions, how many)``; ``(model, 0)`` if none.
 
-    Works on functional models saved by Keras 3 or loaded from tf.keras 2.x files. Anything it
-    cannot rewrite (subclassed models, shared layers, exotic configs) is returned unchanged.
+    With ``dtype_policy`` the folded model computes under it (one rebuild instead of two when the engine
+    runs in bfloat16: about 0.3 s of each start for the bundled model). Works on functional models saved by
+    Keras 3 or loaded from tf.keras 2.x files. Anything it cannot rewrite (subclassed models, shared layers,
+    exotic configs) is returned unchanged.
     """
     try:
         config = copy.deepcopy(model.get_config())
@@ -94,7 +109,7 @@ def fold_batch_norm(model: Any) -> tuple[Any, int]:
         for node in bn["inbound_nodes"]:
             node["kwargs"] = {}  # batch norm's call takes mask/training; Identity's does not
     try:
-        folded = type(model).from_config(config)
+        folded = type(model).from_config(with_dtype_policy(config, dtype_policy) if dtype_policy else config)
         convs = dict(pairs)
         skip = set(convs.values())
         for layer in folded.layers:

@@ -259,14 +259,21 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     model, levels = _load_keras(path, trust, prune_level)
     if prune_level is not None:
         output_index = -1
-    network, folded, used = model, 0, "float32"
+    run, folded, used = model, 0, "float32"
     if not unsafe:  # a model with stored code is never rebuilt from its config
-        network, folded = fold_batch_norm(model)
-    run = network
-    if not unsafe and (precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16())):
-        fast = _bfloat16_copy(network)
-        if fast is not None:
-            run, used = fast, "bfloat16"
+        if precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16()):
+            run, folded = fold_batch_norm(model, "mixed_bfloat16")  # folded and bfloat16 in one rebuild
+            if run is model:  # nothing folded: a bfloat16 copy as it is
+                run = _bfloat16_copy(model) or model
+            used = "bfloat16" if run is not model else "float32"
+        if used == "float32":
+            run, folded = fold_batch_norm(model)
+
+    def float32_network() -> Any:
+        """The float32 network OpenVINO converts from: built only where a conversion is needed."""
+        if unsafe or used == "float32":
+            return run
+        return fold_batch_norm(model)[0]
     hw, channels, idx, out_channels = _check_io(model, path, output_index)
     loaded = LoadedModel(
         path=path,
@@ -287,7 +294,7 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         folded_batch_norms=folded,
     )
     if runtime != "tensorflow":
-        _try_openvino(loaded, network, unsafe, explicit=runtime == "openvino")
+        _try_openvino(loaded, float32_network, unsafe, explicit=runtime == "openvino")
     return loaded
 
 
@@ -359,8 +366,8 @@ def _check_io(model: Any, path: Path, output_index: int) -> tuple[tuple[int, int
     return input_hw, c, idx, int(oshape[-1])
 
 
-def _try_openvino(model: LoadedModel, network: Any, unsafe: list[str], explicit: bool) -> None:
-    """Run ``network`` with OpenVINO where it can; otherwise TensorFlow runs it, and the note says why
+def _try_openvino(model: LoadedModel, network: Callable[[], Any], unsafe: list[str], explicit: bool) -> None:
+    """Run ``network()`` (built only if a conversion is needed) with OpenVINO where it can; otherwise TensorFlow runs it, and the note says why
     (for "auto" only when OpenVINO is installed: not having it is the normal case). With "auto" OpenVINO
     is kept only where it measured faster than TensorFlow for this model on this machine (cached); where an
     earlier start found TensorFlow faster, OpenVINO is not even loaded."""
@@ -453,18 +460,10 @@ def cpu_supports_bf16() -> bool:
 def _bfloat16_copy(model: Any) -> Any:
     """The same network (same weights) computing in mixed bfloat16, or None if it cannot be rebuilt."""
 
-    def convert(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            if obj.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and \
-                    obj.get("config", {}).get("name") == "float32":
-                return {**obj, "config": {**obj["config"], "name": "mixed_bfloat16"}}
-            return {k: convert(v) for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [convert(v) for v in obj]
-        return obj
+    from unetpp_gui.core.fold import with_dtype_policy
 
     try:
-        clone = type(model).from_config(convert(model.get_config()))
+        clone = type(model).from_config(with_dtype_policy(model.get_config(), "mixed_bfloat16"))
         clone.set_weights(model.get_weights())
     except Exception:  # subclassed or exotic models: stay in float32
         return None

@@ -11,6 +11,7 @@ model on TensorFlow: :func:`attach` returns why, and the caller says so.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import shutil
 import tempfile
@@ -111,7 +112,8 @@ class OpenVinoRunner:
 
 
 def attach(model: Any, network: Any, cache: Path | None = None) -> str | None:
-    """Make ``model`` (a LoadedModel) run ``network`` (its float32 runtime network) with OpenVINO.
+    """Make ``model`` (a LoadedModel) run ``network`` (its float32 runtime network, or a function that builds
+    it: called only when the model has no converted copy in the cache yet) with OpenVINO.
 
     Returns None on success, else the reason it stays on TensorFlow. Precision follows the model's:
     float32 compute unless the model was loaded in bfloat16.
@@ -124,7 +126,7 @@ def attach(model: Any, network: Any, cache: Path | None = None) -> str | None:
         xml = (cache or cache_folder()) / f"{cache_key(model.path, model.prune_level, model.output_index)}.xml"
         converted = xml.exists() and xml.with_suffix(".bin").exists()
         if not converted:
-            _convert(network, xml)
+            _convert(network() if inspect.isfunction(network) else network, xml)
         core = ov.Core()
         hint = "bf16" if model.precision == "bfloat16" else "f32"
         compiled = core.compile_model(core.read_model(str(xml)), "CPU",
