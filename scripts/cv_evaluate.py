@@ -13,7 +13,6 @@ patient, so it has no validation split of its own).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ def main() -> int:
 
     from training.data import find_pairs
     from training.evaluate import (calibrate_filter, markdown, metrics_at, out_of_fold, store_thresholds,
-                                   with_patient_filter)
+                                   with_patient_filter, write_report)
 
     start = time.monotonic()
     try:
@@ -63,7 +62,7 @@ def main() -> int:
         print(f"stored pixel {cpt}, area ratio {cdt:.6f}, 3-D filter {'off' if cf is None else cf} in "
               f"{args.calibrate_into.name}", file=sys.stderr)
     if args.report:
-        args.report.write_text(json.dumps(report, indent=1, default=str) if args.report.suffix == ".json" else text)
+        write_report(args.report, report, text)
     return 0
 
 

@@ -10,6 +10,7 @@ network at the bundled model's cost learns from the ensemble.
 from __future__ import annotations
 
 import io
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -35,8 +36,8 @@ def write_teacher_maps(model_path: str | Path, pairs: Sequence[Any], out: str | 
             raise ValueError(f"teacher could not predict {res.path}: {res.error}")
         names.append(slice_name(res.path))
         maps.append(res.prob_q)
-    if len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
+    twice = sorted(n for n, count in Counter(names).items() if count > 1)
+    if twice:
         raise ValueError(f"{len(twice)} slice name(s) occur in more than one folder (e.g. {twice[0]}): "
                          "maps are keyed by file name")
     buf = io.BytesIO()

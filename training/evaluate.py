@@ -335,9 +335,13 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     text = markdown(report)
     print(text)
     if args.report:
-        from unetpp_gui.core.atomic import atomic_write_bytes
-
-        out = Path(args.report)
-        body = json.dumps(report, indent=1, default=str) if out.suffix == ".json" else text
-        atomic_write_bytes(out, body.encode())
+        write_report(Path(args.report), report, text)
     return 0
+
+
+def write_report(out: Path, report: dict[str, Any], text: str) -> None:
+    """The report as JSON (``.json``), else its markdown ``text``; written atomically."""
+    from unetpp_gui.core.atomic import atomic_write_bytes
+
+    body = json.dumps(report, indent=1, default=str) if out.suffix == ".json" else text
+    atomic_write_bytes(out, body.encode())

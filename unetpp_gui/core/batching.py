@@ -125,26 +125,22 @@ def cached_runtime_choice(model: Any, cache: Path | None = None) -> tuple[bool, 
     return _keep(times), times
 
 
-def keep_openvino(model: Any, cache: Path | None = None) -> tuple[bool, dict[str, float], bool]:
-    """For a model running on OpenVINO: is it faster than TensorFlow here? Each runtime is timed at every
-    candidate batch size (as :func:`measure`) and judged by its fastest, once per model, variant and
-    machine; the answer is cached, and so is each runtime's batch-size measurement (:func:`best_batch_size`
-    then finds it). Returns (keep OpenVINO, best seconds per slice by runtime, from cache)."""
+def keep_openvino(model: Any, cache: Path | None = None) -> tuple[bool, dict[str, float]]:
+    """For a model running on OpenVINO that has no earlier answer (:func:`cached_runtime_choice`): is it faster
+    than TensorFlow here? Each runtime is timed at every candidate batch size (as :func:`measure`) and judged
+    by its fastest; the answer is cached per model, variant and machine, and so is each runtime's batch-size
+    measurement (:func:`best_batch_size` then finds it). Returns (keep OpenVINO, best seconds per slice by
+    runtime)."""
     cache = cache or cache_path()
-    key = _choice_key(model)
-    known = cached_runtime_choice(model, cache)
-    if known is not None:
-        times = known[1]
-    else:
-        runner, runtime, times = model.runtime_runner, model.runtime, {}
-        for name, use in (("tensorflow", None), ("openvino", runner)):
-            model.runtime_runner, model.runtime = use, name
-            by_size = measure(model)
-            _remember_sizes(cache, model, by_size)
-            times[name] = min(by_size.values())
-        model.runtime_runner, model.runtime = runner, runtime
-        _remember(cache, key, {k: round(v, 5) for k, v in times.items()})
-    return _keep(times), times, known is not None
+    runner, runtime, times = model.runtime_runner, model.runtime, {}
+    for name, use in (("tensorflow", None), ("openvino", runner)):
+        model.runtime_runner, model.runtime = use, name
+        by_size = measure(model)
+        _remember_sizes(cache, model, by_size)
+        times[name] = min(by_size.values())
+    model.runtime_runner, model.runtime = runner, runtime
+    _remember(cache, _choice_key(model), {k: round(v, 5) for k, v in times.items()})
+    return _keep(times), times
 
 
 def describe_runtimes(times: dict[str, float], cached: bool) -> str:

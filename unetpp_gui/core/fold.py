@@ -89,7 +89,7 @@ def fold_batch_norm(model: Any, dtype_policy: str | None = None) -> tuple[Any, i
     """``(model with batch norms folded into their convolutions, how many)``; ``(model, 0)`` if none.
 
     With ``dtype_policy`` the folded model computes under it (one rebuild instead of two when the engine
-    runs in bfloat16: about 0.3 s of each start for the bundled model). Works on functional models saved by
+    runs in bfloat16: about 0.4 s of each start for the bundled model). Works on functional models saved by
     Keras 3 or loaded from tf.keras 2.x files. Anything it cannot rewrite (subclassed models, shared layers,
     exotic configs) is returned unchanged.
     """

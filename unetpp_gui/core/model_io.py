@@ -367,18 +367,18 @@ def _check_io(model: Any, path: Path, output_index: int) -> tuple[tuple[int, int
 
 
 def _try_openvino(model: LoadedModel, network: Callable[[], Any], unsafe: list[str], explicit: bool) -> None:
-    """Run ``network()`` (built only if a conversion is needed) with OpenVINO where it can; otherwise TensorFlow runs it, and the note says why
-    (for "auto" only when OpenVINO is installed: not having it is the normal case). With "auto" OpenVINO
-    is kept only where it measured faster than TensorFlow for this model on this machine (cached); where an
-    earlier start found TensorFlow faster, OpenVINO is not even loaded."""
+    """Run the network ``network()`` builds (called only if a conversion is needed) with OpenVINO where it
+    can; otherwise TensorFlow runs it, and the note says why (for "auto" only when OpenVINO is installed: not
+    having it is the normal case). With "auto" OpenVINO is kept only where it measured faster than TensorFlow
+    for this model on this machine (cached); where an earlier start found TensorFlow faster, OpenVINO is not
+    even loaded."""
     from unetpp_gui.core import openvino_runtime
     from unetpp_gui.core.batching import cached_runtime_choice, describe_runtimes, keep_openvino
 
-    if not explicit and not unsafe:
-        known = cached_runtime_choice(model)
-        if known is not None and not known[0]:  # measured before: TensorFlow wins here, OpenVINO stays unloaded
-            model.runtime_note = f"TensorFlow: measured faster here than OpenVINO ({describe_runtimes(known[1], True)})"
-            return
+    known = None if explicit or unsafe else cached_runtime_choice(model)
+    if known is not None and not known[0]:  # measured before: TensorFlow wins here, OpenVINO stays unloaded
+        model.runtime_note = f"TensorFlow: measured faster here than OpenVINO ({describe_runtimes(known[1], True)})"
+        return
     if unsafe:
         why: str | None = "OpenVINO does not run models with stored code"
     else:
@@ -389,12 +389,13 @@ def _try_openvino(model: LoadedModel, network: Callable[[], Any], unsafe: list[s
         return
     if explicit:
         return
-    keep, times, cached = keep_openvino(model)
+    keep, times = known if known is not None else keep_openvino(model)  # the cache is read once per start
     if keep:
-        model.runtime_note += f"; measured faster here ({describe_runtimes(times, cached)})"
+        model.runtime_note += f"; measured faster here ({describe_runtimes(times, known is not None)})"
     else:
         model.runtime_runner, model.runtime = None, "tensorflow"
-        model.runtime_note = f"TensorFlow: measured faster here than OpenVINO ({describe_runtimes(times, cached)})"
+        model.runtime_note = (f"TensorFlow: measured faster here than OpenVINO "
+                              f"({describe_runtimes(times, known is not None)})")
 
 
 PRECISIONS = ("float32", "bfloat16", "auto")

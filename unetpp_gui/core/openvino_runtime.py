@@ -11,13 +11,12 @@ model on TensorFlow: :func:`attach` returns why, and the caller says so.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -111,9 +110,9 @@ class OpenVinoRunner:
         return (a + b) / 2.0, np.abs(a - b) / 2.0
 
 
-def attach(model: Any, network: Any, cache: Path | None = None) -> str | None:
-    """Make ``model`` (a LoadedModel) run ``network`` (its float32 runtime network, or a function that builds
-    it: called only when the model has no converted copy in the cache yet) with OpenVINO.
+def attach(model: Any, network: Callable[[], Any], cache: Path | None = None) -> str | None:
+    """Make ``model`` (a LoadedModel) run its float32 runtime network with OpenVINO; ``network`` builds that
+    network and is called only when the model has no converted copy in the cache yet.
 
     Returns None on success, else the reason it stays on TensorFlow. Precision follows the model's:
     float32 compute unless the model was loaded in bfloat16.
@@ -126,7 +125,7 @@ def attach(model: Any, network: Any, cache: Path | None = None) -> str | None:
         xml = (cache or cache_folder()) / f"{cache_key(model.path, model.prune_level, model.output_index)}.xml"
         converted = xml.exists() and xml.with_suffix(".bin").exists()
         if not converted:
-            _convert(network() if inspect.isfunction(network) else network, xml)
+            _convert(network(), xml)
         core = ov.Core()
         hint = "bf16" if model.precision == "bfloat16" else "f32"
         compiled = core.compile_model(core.read_model(str(xml)), "CPU",
