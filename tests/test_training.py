@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -344,6 +345,35 @@ def test_training_without_validation_keeps_the_last_epoch(tmp_path: Path) -> Non
     assert meta.training["split"]["test"] == ["PC"]
     with pytest.raises(ValueError, match="needs validation patients"):
         train(TrainConfig(out=str(tmp_path / "x.h5"), epochs=1, patience=2, **cfg))
+
+
+def test_validate_every_skips_validation_but_saves_every_epoch(tmp_path: Path) -> None:
+    """--validate-every 2 over 3 epochs: validation after epochs 2 and 3 only (the last always), the resumable
+    checkpoint after each epoch, the best chosen among validated epochs, history aligned with None gaps."""
+    from training.train import TrainConfig, train, validation_epochs
+    from unetpp_gui.core.metadata import read_metadata
+
+    assert validation_epochs(75, 1) == 1 and validation_epochs(75, 5)[:2] == [5, 10]
+    assert validation_epochs(7, 3) == [3, 6, 7] and validation_epochs(2, 5) == [2]
+    data = phantom_patients(tmp_path / "data", ["PA", "PB", "PC"])
+    out = tmp_path / "fold.h5"
+    stream = io.StringIO()
+    result = train(TrainConfig(out=str(out), epochs=3, validate_every=2, data=[str(data)], base_filters=2, depth=3,
+                               image_size=64, batch_size=4, strategy="default", val_patients=["PB"],
+                               test_patients=["PC"]), json_stream=stream)
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    saved = [(ev["kind"], ev["epoch"]) for ev in events if ev["event"] == "checkpoint"]
+    assert [ev["epoch"] for ev in events if ev["event"] == "epoch" and "val_loss" in ev] == [2, 3]
+    assert result.status == "done" and result.epochs_run == 3
+    assert [e for kind, e in saved if kind == "last"] == [1, 2, 3]
+    assert {e for kind, e in saved if kind == "best"} <= {2, 3} and result.best_epoch in (2, 3)
+    hist = result.history
+    assert len(hist["loss"]) == 3 and hist["val_loss"][0] is None
+    assert all(isinstance(v, float) for v in hist["val_loss"][1:])
+    assert read_metadata(tmp_path / "fold.last.h5").training["epoch"] == 3
+    assert read_metadata(out).training["config"]["validate_every"] == 2
+    with pytest.raises(ValueError, match="validate-every"):
+        train(TrainConfig(out=str(tmp_path / "x.h5"), epochs=1, validate_every=0, data=[str(data)]))
 
 
 def test_validation_batches_are_equal_where_a_divisor_allows() -> None:

@@ -72,11 +72,12 @@ class CancelOnFlag(keras.callbacks.Callback):
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """After each complete epoch: save the last state, and the best by ``monitor`` (max); with ``monitor`` None
-    (no validation) every epoch is saved to ``best_path`` too, which ends holding the last one.
+    """After each complete epoch: save the last state, and the best by ``monitor`` (max) where the epoch was
+    validated; with ``monitor`` None (no validation) every epoch is saved to ``best_path`` too, which ends
+    holding the last one.
 
-    ``save`` is called with (path, epoch, logs) and must be atomic. A cancelled epoch is never
-    saved (its validation did not run), so files on disk always hold finished epochs.
+    ``save`` is called with (path, epoch, logs) and must be atomic. A cancelled epoch is never saved, so
+    files on disk always hold finished epochs.
     """
 
     def __init__(self, monitor: str | None, best_path: Path, last_path: Path | None,
@@ -90,12 +91,14 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
-        if self.flag.is_set() or (self.monitor is not None and self.monitor not in logs):
+        if self.flag.is_set():
             return
         if self.last_path is not None:
             self.save(self.last_path, epoch + 1, logs)
             if self.on_save:
                 self.on_save("last", self.last_path, epoch + 1)
+        if self.monitor is not None and self.monitor not in logs:  # not validated this epoch
+            return
         value = float(logs[self.monitor]) if self.monitor is not None else math.inf
         if value > self.best or self.monitor is None:
             if self.monitor is not None:

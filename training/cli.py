@@ -51,6 +51,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep an exponential moving average of the weights with this momentum (e.g. 0.995); "
                         "validation and checkpoints use the average (0 = off)")
+    p.add_argument("--validate-every", type=int, default=1,
+                   help="validate every N epochs and after the last (saves time where the last epoch is kept, "
+                        "e.g. cross-validation folds); checkpoints: last every epoch, best among validated ones")
     p.add_argument("--resume", help="continue a checkpoint (weights, optimizer state, epoch, split)")
     p.add_argument("--init-from", help="fine-tune: start from this model's weights with a fresh optimizer")
     p.add_argument("--teacher-maps", help="distillation: a teacher's probability maps of the training slices "

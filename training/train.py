@@ -58,6 +58,7 @@ class TrainConfig:
     cancel_file: str | None = None
     teacher_maps: str | None = None  # distillation: a teacher's maps of the training slices (training.distill)
     distill_alpha: float = 0.5  # target = (1 - alpha) * mask + alpha * teacher
+    validate_every: int = 1  # validate every N epochs and after the last (runs that keep their last epoch)
 
 
 @dataclass
@@ -139,7 +140,7 @@ def _emit(progress: Any, event: str, **fields: Any) -> None:
 #: Settings a resumed run takes from its checkpoint, whatever the command line says.
 RESUMED_SETTINGS = ("loss", "learning_rate", "lr_schedule", "batch_size", "empty_fraction", "oversample", "augment",
                     "mixed_precision", "seed", "patience", "val_fraction", "patient_prefix_fields", "crop_size",
-                    "crop_tumour", "ema", "teacher_maps", "distill_alpha")
+                    "crop_tumour", "ema", "teacher_maps", "distill_alpha", "validate_every")
 
 
 @dataclass
@@ -357,10 +358,18 @@ def _callbacks(cfg: TrainConfig, saver: _Saver, cancel: threading.Event, progres
     out, history = saver.out, saver.history
 
     class _History(keras.callbacks.Callback):
+        """One value per epoch and key; None where an epoch was not validated (--validate-every)."""
+
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if not cancel.is_set():
-                for k, v in (logs or {}).items():
-                    history.setdefault(k, []).append(round(float(v), 6))
+            if cancel.is_set():
+                return
+            done = len(history.get("loss", []))
+            for k, v in (logs or {}).items():
+                values = history.setdefault(k, [])
+                values.extend([None] * (done - len(values)))
+                values.append(round(float(v), 6))
+            for values in history.values():
+                values.extend([None] * (done + 1 - len(values)))
 
     best0, best_epoch0 = -math.inf, None
     if saver.prior is not None and cfg.resume and out.exists():
@@ -412,6 +421,8 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
         raise ValueError("--distill-alpha is a weight in [0, 1]")
     if cfg.val_fraction == 0 and not cfg.val_patients and cfg.patience:
         raise ValueError("--patience stops on validation Dice: it needs validation patients")
+    if cfg.validate_every < 1:
+        raise ValueError("--validate-every is a number of epochs (1 = every epoch)")
 
     scan = find_pairs(cfg.data, cfg.patient_prefix_fields)
     split = _split(cfg, scan.patients)
@@ -457,11 +468,17 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
               train_slices=len(train_arr), val_slices=len(val_arr), train_patients=len(split.train),
               val_patients=len(split.val), monitor=monitor)
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+                  validation_freq=validation_epochs(cfg.epochs, cfg.validate_every),
                   callbacks=callbacks, verbose=verbose, shuffle=False)  # the pipelines reshuffle per epoch
     finally:
         if cfg.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
     return _result(cancel, early, ckpt, out, saver.history, split, progress)
+
+
+def validation_epochs(epochs: int, every: int) -> int | list[int]:
+    """Keras's ``validation_freq``: every epoch, or every ``every``-th (1-based) and always the last."""
+    return 1 if every <= 1 else sorted({e for e in range(every, epochs + 1, every)} | {epochs})
 
 
 def _result(cancel: threading.Event, early: Any, ckpt: Any, out: Path, history: dict, split: _Split,
