@@ -300,6 +300,43 @@ def test_crop_training_with_weight_average_saves_a_whole_slice_model_and_resumes
         train(TrainConfig(data=[str(data)], out=str(tmp_path / "x.h5"), depth=3, image_size=64, crop_size=30))
 
 
+def test_resume_with_weight_average_trains_on_from_the_raw_weights(tmp_path: Path) -> None:
+    """A checkpoint holds the averaged weights as the model and the raw ones in the optimizer's average slots
+    (SwapEMAWeights at the epoch's end); resuming swaps them back, so training goes on from the raw weights and
+    keeps averaging (before the fix a resumed run restarted from the average: its loss jumped up)."""
+    import threading
+
+    import keras
+
+    from training.saving import load_keras
+    from training.train import TrainConfig, _compiled_model, train
+    from unetpp_gui.core.metadata import read_metadata
+
+    data = phantom_patients(tmp_path / "data", ["PA", "PB", "PC"])
+    out = tmp_path / "ema.h5"
+    cancel = threading.Event()
+
+    class StopAfterTheFirstSave(io.StringIO):  # cancels during epoch 2: the last file holds epoch 1
+        def write(self, text: str) -> int:
+            if '"event": "checkpoint"' in text:
+                cancel.set()
+            return super().write(text)
+
+    cfg = dict(data=[str(data)], base_filters=2, depth=3, image_size=64, batch_size=4, val_patients=["PC"],
+               strategy="default", ema=0.9, learning_rate=1e-2)
+    first = train(TrainConfig(out=str(out), epochs=2, **cfg), json_stream=StopAfterTheFirstSave(), cancel=cancel)
+    assert first.status == "cancelled" and read_metadata(first.last_path).training["epoch"] == 1
+    averaged = [keras.ops.convert_to_numpy(v) for v in load_keras(first.last_path).trainable_variables]
+
+    meta = read_metadata(first.last_path)
+    model, optimizer, _ = _compiled_model(TrainConfig(out=str(out), resume=str(first.last_path), **cfg),
+                                          meta.architecture, 1, 10)
+    now = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    slots = [keras.ops.convert_to_numpy(v) for v in optimizer._model_variables_moving_average]
+    assert all(np.array_equal(a, s) for a, s in zip(averaged, slots))  # the average stays the average
+    assert max(float(np.abs(a - n).max()) for a, n in zip(averaged, now)) > 1e-4  # the model trains from raw
+
+
 def test_ensemble_script_averages_its_members_probabilities(tmp_path: Path) -> None:
     """scripts/ensemble.py: one .h5 the viewer opens, whose map is the mean of its members' maps (not a sigmoid
     of it: an output layer without an activation is read as logits), with the first member's split kept."""

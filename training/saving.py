@@ -113,5 +113,23 @@ def restore_optimizer(optimizer: Any, model: Any, values: list[np.ndarray]) -> N
         var.assign(value.astype(var.dtype))
 
 
+def swap_ema_weights(optimizer: Any) -> None:
+    """Exchange the model's trainable weights and the optimizer's moving averages (``use_ema``).
+
+    A checkpoint written with ``keras.callbacks.SwapEMAWeights(swap_on_epoch=True)`` holds the averages as the
+    model's weights and the raw weights in the optimizer's average slots; a resumed run must swap them back,
+    or it would train on from the averages and average towards the old raw weights. The same private slots
+    as Keras's own callback."""
+    import keras
+
+    averages = getattr(optimizer, "_model_variables_moving_average", None)
+    if not averages:
+        raise ValueError("the optimizer keeps no moving average (use_ema is off)")
+    for var, avg in zip(optimizer._trainable_variables, averages):
+        held = keras.ops.convert_to_numpy(var)
+        var.assign(avg)
+        avg.assign(held)
+
+
 def optimizer_step(optimizer: Any) -> int:
     return int(np.asarray(optimizer.iterations))

@@ -231,7 +231,7 @@ def _compiled_model(cfg: TrainConfig, arch: dict[str, Any], n_outputs: int, tota
 
     from training.losses import LOSSES, GlobalDice
     from training.models import build
-    from training.saving import load_keras, read_optimizer_state, restore_optimizer
+    from training.saving import load_keras, read_optimizer_state, restore_optimizer, swap_ema_weights
 
     if cfg.crop_size:  # any input size: crops train, whole slices validate (saved at the stored size)
         arch = dict(arch, input_shape=[None, None, arch["input_shape"][2]])
@@ -253,6 +253,8 @@ def _compiled_model(cfg: TrainConfig, arch: dict[str, Any], n_outputs: int, tota
         if state is None:
             raise ValueError(f"{cfg.resume} holds no optimizer state; use --init-from to fine-tune it")
         restore_optimizer(optimizer, model, state)
+        if cfg.ema:  # the file holds the averages as weights and the raw weights as averages
+            swap_ema_weights(optimizer)
     return model, optimizer, head
 
 
