@@ -90,3 +90,53 @@ def test_out_of_fold_pools_each_folds_own_patients_and_calibrates_the_final_mode
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "cv_evaluate.py"), str(folds[0]), str(clash),
                           "--data", str(data)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "PB is held out by both cv1.h5 and cv3.h5" in run.stderr
+
+
+@pytest.mark.slow
+def test_cpu_jobs_script_starts_resumes_and_skips_finished_jobs(tmp_path: Path) -> None:
+    """scripts/cpu_jobs.sh: a fresh job starts (with the extra options), one with an unfinished checkpoint goes
+    on from it to its planned epochs, and a second pass skips both as done."""
+    import io
+    import os
+    import shutil
+    import threading
+
+    from training.train import TrainConfig, train
+    from unetpp_gui.core.metadata import read_metadata
+
+    data = phantom_patients(tmp_path / "data", ["PA", "PB", "PC"])
+    runs = tmp_path / "runs"
+    tiny = "--base-filters 2 --depth 3 --image-size 64 --batch-size 4 --strategy default --val-patients PC"
+    cancel = threading.Event()
+
+    class StopAfterTheFirstSave(io.StringIO):  # job b: a checkpoint at epoch 1 of 2
+        def write(self, text: str) -> int:
+            if '"event": "checkpoint"' in text:
+                cancel.set()
+            return super().write(text)
+
+    train(TrainConfig(data=[str(data)], out=str(runs / "b.h5"), epochs=2, base_filters=2, depth=3, image_size=64,
+                      batch_size=4, strategy="default", val_patients=["PC"]),
+          json_stream=StopAfterTheFirstSave(), cancel=cancel)
+    assert read_metadata(runs / "b.last.h5").training["epoch"] == 1
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text(f"# a comment\na: --data DATA {tiny} --epochs 1\n\nb: --data DATA {tiny} --epochs 2\n")
+    root = Path(__file__).resolve().parent.parent
+    bindir = Path(sys.executable).parent
+    env = dict(os.environ, DATA=str(data), PYTHON=sys.executable,
+               UNETPP=str(bindir / "unetpp") if (bindir / "unetpp").exists() else shutil.which("unetpp") or "unetpp")
+
+    def run() -> str:
+        done = subprocess.run(["bash", str(root / "scripts" / "cpu_jobs.sh"), str(jobs), str(runs),
+                               "--validate-every", "3"], capture_output=True, text=True, timeout=600, env=env,
+                              cwd=root)
+        assert done.returncode == 0, done.stdout + done.stderr + (runs / "a.log").read_text()
+        return done.stdout
+
+    first = run()
+    assert "a: starting" in first and "b: resuming at epoch 1 of 2" in first and "all jobs done" in first
+    a, b = read_metadata(runs / "a.last.h5").training, read_metadata(runs / "b.last.h5").training
+    assert a["epoch"] == 1 and a["config"]["validate_every"] == 3
+    assert b["epoch"] == 2 and len(b["history"]["loss"]) == 2
+    second = run()
+    assert "a: done (1 of 1 epochs)" in second and "b: done (2 of 2 epochs)" in second
