@@ -48,11 +48,14 @@ class JsonProgress(keras.callbacks.Callback):
                       eta=self._eta(), **_scalars(logs))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.model.stop_training:  # cancelled within the epoch (early stopping sets it after this callback)
+            return
         self.emit("epoch", epoch=epoch + 1, epochs=self.epochs, eta=self._eta(), **_scalars(logs))
 
 
 class CancelOnFlag(keras.callbacks.Callback):
-    """Stops training between batches when ``flag`` is set or ``cancel_file`` appears."""
+    """Stops training between batches when ``flag`` is set or ``cancel_file`` appears, and the validation that
+    Keras still runs after a stopped epoch after its first batch (a full pass took 35-90 s on a CPU)."""
 
     def __init__(self, flag: threading.Event, cancel_file: Path | None = None) -> None:
         super().__init__()
@@ -63,6 +66,7 @@ class CancelOnFlag(keras.callbacks.Callback):
             self.flag.set()
         if self.flag.is_set():
             self.model.stop_training = True
+            self.model.stop_evaluating = True  # read after each validation batch (reset when one starts)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._check()
