@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import threading
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -56,6 +58,20 @@ def save_png(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr, mode=mode).save(path) if mode else Image.fromarray(arr).save(path)
     return path
+
+
+class CancelAtFirstCheckpoint(io.StringIO):
+    """A ``train(json_stream=...)`` that sets ``cancel`` at the first checkpoint event: the run stops during
+    its next epoch, leaving a last checkpoint at an unfinished run's epoch 1."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        super().__init__()
+        self.cancel = cancel
+
+    def write(self, text: str) -> int:
+        if '"event": "checkpoint"' in text:
+            self.cancel.set()
+        return super().write(text)
 
 
 def phantom_patients(root: Path, names: list[str], n: int = 4) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _tiny_unetpp, phantom_patients
+from tests.conftest import CancelAtFirstCheckpoint, _tiny_unetpp, phantom_patients
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,7 +96,6 @@ def test_out_of_fold_pools_each_folds_own_patients_and_calibrates_the_final_mode
 def test_cpu_jobs_script_starts_resumes_and_skips_finished_jobs(tmp_path: Path) -> None:
     """scripts/cpu_jobs.sh: a fresh job starts (with the extra options), one with an unfinished checkpoint goes
     on from it to its planned epochs, and a second pass skips both as done."""
-    import io
     import os
     import shutil
     import threading
@@ -108,16 +107,9 @@ def test_cpu_jobs_script_starts_resumes_and_skips_finished_jobs(tmp_path: Path) 
     runs = tmp_path / "runs"
     tiny = "--base-filters 2 --depth 3 --image-size 64 --batch-size 4 --strategy default --val-patients PC"
     cancel = threading.Event()
-
-    class StopAfterTheFirstSave(io.StringIO):  # job b: a checkpoint at epoch 1 of 2
-        def write(self, text: str) -> int:
-            if '"event": "checkpoint"' in text:
-                cancel.set()
-            return super().write(text)
-
     train(TrainConfig(data=[str(data)], out=str(runs / "b.h5"), epochs=2, base_filters=2, depth=3, image_size=64,
                       batch_size=4, strategy="default", val_patients=["PC"]),
-          json_stream=StopAfterTheFirstSave(), cancel=cancel)
+          json_stream=CancelAtFirstCheckpoint(cancel), cancel=cancel)
     assert read_metadata(runs / "b.last.h5").training["epoch"] == 1
     jobs = tmp_path / "jobs.txt"
     jobs.write_text(f"# a comment\na: --data DATA {tiny} --epochs 1\n\nb: --data DATA {tiny} --epochs 2\n")

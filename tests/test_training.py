@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import phantom_patients
+from conftest import CancelAtFirstCheckpoint, phantom_patients
 
 from training.data import institution_of, split_patients
 from training.evaluate import Evaluated, calibrate, metrics_at
@@ -318,16 +318,10 @@ def test_resume_with_weight_average_trains_on_from_the_raw_weights(tmp_path: Pat
     data = phantom_patients(tmp_path / "data", ["PA", "PB", "PC"])
     out = tmp_path / "ema.h5"
     cancel = threading.Event()
-
-    class StopAfterTheFirstSave(io.StringIO):  # cancels during epoch 2: the last file holds epoch 1
-        def write(self, text: str) -> int:
-            if '"event": "checkpoint"' in text:
-                cancel.set()
-            return super().write(text)
-
     cfg = dict(data=[str(data)], base_filters=2, depth=3, image_size=64, batch_size=4, val_patients=["PC"],
                strategy="default", ema=0.9, learning_rate=1e-2)
-    first = train(TrainConfig(out=str(out), epochs=2, **cfg), json_stream=StopAfterTheFirstSave(), cancel=cancel)
+    first = train(TrainConfig(out=str(out), epochs=2, **cfg), json_stream=CancelAtFirstCheckpoint(cancel),
+                  cancel=cancel)
     assert first.status == "cancelled" and read_metadata(first.last_path).training["epoch"] == 1
     averaged = [keras.ops.convert_to_numpy(v) for v in load_keras(first.last_path).trainable_variables]
 
