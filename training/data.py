@@ -274,7 +274,9 @@ def make_dataset(
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=False)
     if training and augment:
-        ds = ds.map(_augmenter(c, seed, arrays.soft), num_parallel_calls=tf.data.AUTOTUNE)
+        # sequential: parallel calls read the random layers' state together and repeated each other's draws
+        # (and a seed no longer fixed the batches); prefetch still overlaps it with training
+        ds = ds.map(_augmenter(c, seed, arrays.soft))
     if n_outputs > 1:
         ds = ds.map(lambda x, y: (x, tuple([y] * n_outputs)))
     return ds.prefetch(tf.data.AUTOTUNE)
