@@ -79,13 +79,15 @@ def test_jax_backend_trains_resumes_and_the_viewer_opens_the_result(tmp_path: Pa
     first = subprocess.run([sys.executable, "-c", NO_TF, *common, "--base-filters", "4", "--depth", "3",
                             "--image-size", "64", "--epochs", "2", "--batch-size", "3", "--deep-supervision",
                             "--crop-size", "32", "--ema", "0.9", "--loss", "bce_dice", "--learning-rate", "3e-3",
-                            "--val-patients", "PC", "--test-patients", "PD"],
+                            "--val-patients", "PC", "--test-patients", "PD", "--validate-every", "2"],
                            env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     events = [json.loads(line) for line in first.stdout.splitlines()]
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
     # only full batches on JAX (a partial one would compile the training step a second time): 8 slices, 2 steps
     assert (events[0]["epoch_slices"], events[0]["steps"]) == (8, 2)
+    # --validate-every 2: epoch 1 not validated, epoch 2 (the last) validated
+    assert [("val_loss" in e) for e in events if e["event"] == "epoch"] == [False, True]
     meta = read_metadata(out)
     assert meta.versions.get("jax") and "tensorflow" not in meta.versions
     assert meta.training["split"]["test"] == ["PD"] and meta.training["config"]["crop_size"] == 32
