@@ -164,7 +164,8 @@ def test_auto_keeps_the_runtime_that_measured_faster(ds_model: Path, tmp_path: P
     assert set(known[key]) == {"tensorflow", "openvino"}
     for fast, slow, expect, times in (("openvino", "tensorflow", "openvino", (0.01, 0.02)),
                                       ("tensorflow", "openvino", "tensorflow", (0.01, 0.02)),
-                                      ("openvino", "tensorflow", "tensorflow", (0.010, 0.011))):  # 10 %: too little
+                                      ("tensorflow", "openvino", "tensorflow", (0.010, 0.011)),  # 10 % slower
+                                      ("tensorflow", "openvino", "openvino", (0.0100, 0.0104))):  # a tie: no import
         known[key] = {fast: times[0], slow: times[1]}  # what an earlier start on this machine measured
         cache_path().write_text(json.dumps(known))
         model = load_model(ds_model, runtime="auto")
@@ -215,3 +216,118 @@ def test_openvino_converts_from_float32_when_the_engine_runs_bfloat16(ds_model: 
         assert ov.runtime == "openvino" and ov.precision == "bfloat16" and note in ov.runtime_note
         assert np.abs(ov.predict_batch(_batch()) - fp32.predict_batch(_batch())).max() < 0.02
     assert len(list(cache_folder().glob("*.xml"))) == 1
+
+
+_FAST_START = """
+import json, sys
+import numpy as np
+from unetpp_gui.core.model_io import load_model
+m = load_model(sys.argv[1], **json.loads(sys.argv[2]))
+x = np.load(sys.argv[3])
+np.save(sys.argv[4], m.predict_batch(x))
+print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules,
+                  "summary": m.summary(), "keras_model": m.keras_model is not None}))
+if len(sys.argv) > 5:
+    print(json.dumps({"params": int(m.network().count_params()), "layers": len(m.network().layers)}))
+"""
+
+
+def _fresh_start(ds_model: Path, tmp_path: Path, cache: Path, **kwargs: object) -> tuple[dict, np.ndarray, list[str]]:
+    """Load and predict in a new process (as a user's start): what it imported, its summary, its probabilities."""
+    import json
+    import os
+
+    np.save(tmp_path / "x.npy", _batch())
+    out = tmp_path / "p.npy"
+    extra = ["network"] if kwargs.pop("network", False) else []
+    res = subprocess.run([sys.executable, "-c", _FAST_START, str(ds_model), json.dumps(kwargs), str(tmp_path / "x.npy"),
+                          str(out), *extra], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "XDG_CACHE_HOME": str(cache)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.strip().splitlines()
+    return json.loads(lines[-1 - len(extra)]), np.load(out), [json.loads(line) for line in lines[len(lines) - len(extra):]]
+
+
+@needs_openvino
+@pytest.mark.parametrize("variant", [{}, {"tta": True}, {"prune_level": 2}])
+def test_a_start_that_runs_openvino_does_not_import_tensorflow(ds_model: Path, variant: dict, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a model was converted, a start that runs OpenVINO reads the conversion and the network facts kept
+    beside it: TensorFlow and Keras are never imported (seconds of every start and most of its memory), and the
+    model describes itself and predicts as a TensorFlow load does."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    tf_model = load_model(ds_model, **variant)
+    load_model(ds_model, runtime="openvino", **variant)  # the first start converts (TensorFlow is needed then)
+    facts = list((cache / "unetpp-viewer" / "openvino").glob("*.json"))
+    assert len(facts) == 1
+    imported, probs, (network,) = _fresh_start(ds_model, tmp_path, cache, runtime="openvino", network=True,
+                                               **variant)
+    assert imported["tensorflow"] is False and imported["keras"] is False and imported["keras_model"] is False
+    summary = imported["summary"]
+    assert summary["runtime"] == "openvino" and "TensorFlow not loaded" in summary["runtime_note"]
+    expected = {k: v for k, v in tf_model.summary().items() if k not in ("runtime", "runtime_note")}
+    assert {k: summary[k] for k in expected} == json_round_trip(expected)
+    assert np.abs(probs - tf_model.predict_batch(_batch())).max() < 1e-4
+    # the Keras network is still there for whoever asks (the architecture view, --diagram): loaded on demand
+    assert network == {"params": tf_model.n_params, "layers": len(tf_model.keras_model.layers)}
+
+
+def json_round_trip(value: object) -> object:
+    import json
+
+    return json.loads(json.dumps(value))
+
+
+@needs_openvino
+def test_fast_start_follows_auto_and_falls_back_on_damaged_facts(ds_model: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """"auto" skips TensorFlow only where an earlier start measured OpenVINO faster; damaged or missing facts
+    (a cache from an older version) mean a normal start, which writes them again."""
+    import json
+
+    from unetpp_gui.core.batching import cache_path
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    load_model(ds_model, runtime="auto")  # measures both runtimes and converts
+    known = json.loads(cache_path().read_text())
+    (key,) = [k for k in known if k.startswith("runtime-choice:")]
+    for times, runtime, tensorflow in (({"tensorflow": 0.01, "openvino": 0.03}, "tensorflow", True),
+                                       ({"tensorflow": 0.03, "openvino": 0.01}, "openvino", False)):
+        known[key] = times
+        cache_path().write_text(json.dumps(known))
+        imported, _, _ = _fresh_start(ds_model, tmp_path, cache, runtime="auto")
+        assert imported["summary"]["runtime"] == runtime and imported["tensorflow"] is tensorflow
+    (facts,) = (cache / "unetpp-viewer" / "openvino").glob("*.json")
+    sound = json.loads(facts.read_text())
+    for damage in ("{not json", json.dumps({"n_outputs": sound["n_outputs"]})):
+        facts.write_text(damage)
+        imported, probs, _ = _fresh_start(ds_model, tmp_path, cache, runtime="openvino")
+        assert imported["summary"]["runtime"] == "openvino" and imported["tensorflow"] is True
+        assert probs.shape == (3, 64, 64)
+    facts.unlink()
+    load_model(ds_model, runtime="openvino")  # a normal start that runs OpenVINO writes the facts again
+    assert json.loads(facts.read_text()) == sound
+
+
+@needs_openvino
+def test_architecture_view_of_a_model_started_without_tensorflow(qtbot, tmp_path: Path, ds_model: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The viewer's fast start has no Keras network: the architecture view loads it on a worker, then opens."""
+    from PySide6.QtCore import QSettings
+
+    from unetpp_gui.ui.main_window import MainWindow
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    load_model(ds_model, runtime="openvino")  # converted once
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=180_000):
+        win.load_model(ds_model, runtime="openvino")
+    assert win.model.keras_model is None and "TensorFlow not loaded" in win.model.runtime_note
+    assert win.show_architecture() is None  # not yet: the layers load off the GUI thread
+    qtbot.waitUntil(lambda: getattr(win, "_arch_dialog", None) is not None, timeout=120_000)
+    assert win._arch_dialog.grid.is_grid and win._arch_dialog.grid.total_params == win.model.n_params
+    win._arch_dialog.close()
+    win.close()

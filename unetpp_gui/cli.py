@@ -45,7 +45,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 2
     if not args.quiet:
         print(f"unetpp: {len(found.slices)} slice(s)" + (f" and {len(studies)} NIfTI stud(ies)" if studies else "")
-              + " found; loading TensorFlow and the model...",
+              + " found; loading the model...",
               file=sys.stderr, flush=True)
     from unetpp_gui.core.model_io import load_model, resolve_model_path
 
@@ -182,7 +182,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.diagram:
         from unetpp_gui.core.architecture import write_diagram
 
-        write_diagram(model.keras_model, args.diagram)
+        write_diagram(model.network(), args.diagram)
         print(f"diagram written to {args.diagram}", file=sys.stderr)
     return 0
 
@@ -192,8 +192,9 @@ def _add_runtime_argument(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--runtime", choices=RUNTIMES, default=default_runtime(),
                    help="what runs the network: auto (default; UNETPP_RUNTIME changes it) = OpenVINO where it is "
-                        "installed (pip install .[fast]; converted once and cached) and measured faster than "
-                        "TensorFlow for this model on this machine, else TensorFlow")
+                        "installed (pip install .[fast]; converted once and cached) unless it measured more than 5 %% "
+                        "slower than TensorFlow for this model on this machine (a start that runs OpenVINO then "
+                        "does not import TensorFlow), else TensorFlow")
 
 
 def _runtime_text(model: object) -> str:

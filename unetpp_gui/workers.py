@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 from superqt.utils import FunctionWorker, GeneratorWorker, thread_worker
 
 __all__ = ["discover_worker", "export_masks_worker", "export_study_worker", "inspect_folder_worker",
-           "load_model_worker", "predict_worker"]
+           "load_model_worker", "network_worker", "predict_worker"]
 
 BACKGROUND_NICE = 10
 #: The interpreter's thread switch interval while a window is open (Python's default: 5 ms). A worker running
@@ -122,6 +122,13 @@ def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | 
         model.batch_size_choice, model.batch_size_note = size, describe(size, times, cached)
     settle_heap()
     return model
+
+
+@job
+def network_worker(model: Any) -> Any:
+    """Loads the Keras network of a model started without TensorFlow (``LoadedModel.network``); returns it."""
+    background_priority()
+    return model.network()
 
 
 def settle_heap() -> None:

@@ -96,7 +96,7 @@ class LoadedModel:
     """A Keras model plus what the engine needs to feed it and read it."""
 
     path: Path
-    keras_model: Any
+    keras_model: Any  # None when started without TensorFlow (OpenVINO's cached conversion): see network()
     metadata: ModelMetadata
     input_hw: tuple[int, int] | None  # None: any size (multiples of 16 are used)
     channels: int
@@ -136,6 +136,13 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.metadata.name or self.path.stem
+
+    def network(self) -> Any:
+        """The Keras network as in the file (pruned if asked); a model started without TensorFlow loads it now
+        (seconds: TensorFlow's import and the rebuild), so call it off the GUI thread."""
+        if self.keras_model is None:
+            self.keras_model, _ = _load_keras(self.path, False, self.prune_level)
+        return self.keras_model
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -246,7 +253,9 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     ``keras_model`` is the network as in the file (pruned if asked); inference runs ``runtime_model``,
     the same function with batch norms folded into their convolutions and the chosen precision.
     ``runtime`` "openvino" runs that network with OpenVINO (converted once, cached), "auto" does so where
-    OpenVINO is installed and measured faster; either falls back to TensorFlow, saying why in ``runtime_note``.
+    OpenVINO is installed and measured no more than 5 % slower (:func:`~unetpp_gui.core.batching.keeps_openvino`);
+    either falls back to TensorFlow, saying why in ``runtime_note``. A start that runs OpenVINO from its cached
+    conversion does not import TensorFlow (``keras_model`` is None until :meth:`LoadedModel.network`).
     """
     path = Path(path)
     if precision not in PRECISIONS:
@@ -256,6 +265,10 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
     unsafe = _check_file(path, trust)
+    if runtime != "tensorflow" and not unsafe:
+        fast = _load_without_tensorflow(path, output_index, prune_level, tta, precision, runtime == "openvino")
+        if fast is not None:
+            return fast
     model, levels = _load_keras(path, trust, prune_level)
     if prune_level is not None:
         output_index = -1
@@ -296,6 +309,32 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     if runtime != "tensorflow":
         _try_openvino(loaded, float32_network, unsafe, explicit=runtime == "openvino")
     return loaded
+
+
+def _load_without_tensorflow(path: Path, output_index: int, prune_level: int | None, tta: bool, precision: str,
+                             explicit: bool) -> LoadedModel | None:
+    """The model on OpenVINO's cached conversion, TensorFlow and Keras never imported: for a start that runs
+    OpenVINO anyway (asked for by name, or with "auto" where an earlier start's measurement kept it) and finds the
+    conversion and its network facts in the cache. It skips TensorFlow's import and the Keras rebuild (seconds
+    of every start). None where that is not possible; the normal load runs then."""
+    from unetpp_gui.core import openvino_runtime
+    from unetpp_gui.core.batching import cached_runtime_choice, describe_runtimes
+
+    found = openvino_runtime.cached_conversion(path, prune_level, -1 if prune_level is not None else output_index)
+    if found is None:
+        return None
+    xml, facts = found
+    bf16 = precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16())
+    model = LoadedModel(path=path, keras_model=None, metadata=read_metadata(path), prune_level=prune_level, tta=tta,
+                        precision="bfloat16" if bf16 else "float32", **facts)
+    known = None if explicit else cached_runtime_choice(model)
+    if not explicit and (known is None or not known[0]):
+        return None  # never measured here, or TensorFlow won: the normal load decides
+    if openvino_runtime.attach_cached(model, xml) is not None:
+        return None
+    if known is not None:
+        model.runtime_note += f"; {describe_runtimes(known[1], True)}"
+    return model
 
 
 def _check_file(path: Path, trust: bool) -> list[str]:
@@ -369,15 +408,15 @@ def _check_io(model: Any, path: Path, output_index: int) -> tuple[tuple[int, int
 def _try_openvino(model: LoadedModel, network: Callable[[], Any], unsafe: list[str], explicit: bool) -> None:
     """Run the network ``network()`` builds (called only if a conversion is needed) with OpenVINO where it
     can; otherwise TensorFlow runs it, and the note says why (for "auto" only when OpenVINO is installed: not
-    having it is the normal case). With "auto" OpenVINO is kept only where it measured faster than TensorFlow
-    for this model on this machine (cached); where an earlier start found TensorFlow faster, OpenVINO is not
+    having it is the normal case). With "auto" OpenVINO is kept unless it measured more than 5 % slower than
+    TensorFlow for this model on this machine (cached); where an earlier start's measurement chose TensorFlow, OpenVINO is not
     even loaded."""
     from unetpp_gui.core import openvino_runtime
     from unetpp_gui.core.batching import cached_runtime_choice, describe_runtimes, keep_openvino
 
     known = None if explicit or unsafe else cached_runtime_choice(model)
     if known is not None and not known[0]:  # measured before: TensorFlow wins here, OpenVINO stays unloaded
-        model.runtime_note = f"TensorFlow: measured faster here than OpenVINO ({describe_runtimes(known[1], True)})"
+        model.runtime_note = f"TensorFlow: {describe_runtimes(known[1], True)}"
         return
     if unsafe:
         why: str | None = "OpenVINO does not run models with stored code"
@@ -391,11 +430,10 @@ def _try_openvino(model: LoadedModel, network: Callable[[], Any], unsafe: list[s
         return
     keep, times = known if known is not None else keep_openvino(model)  # the cache is read once per start
     if keep:
-        model.runtime_note += f"; measured faster here ({describe_runtimes(times, known is not None)})"
+        model.runtime_note += f"; {describe_runtimes(times, known is not None)}"
     else:
         model.runtime_runner, model.runtime = None, "tensorflow"
-        model.runtime_note = (f"TensorFlow: measured faster here than OpenVINO "
-                              f"({describe_runtimes(times, known is not None)})")
+        model.runtime_note = f"TensorFlow: {describe_runtimes(times, known is not None)}"
 
 
 PRECISIONS = ("float32", "bfloat16", "auto")

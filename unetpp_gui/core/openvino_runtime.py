@@ -6,11 +6,17 @@ version, so a second start reads the converted model instead of converting again
 the compiled model in place of TensorFlow's graph, with the same head, activation and test-time
 augmentation. Anything that goes wrong (OpenVINO absent, conversion or compilation failing) leaves the
 model on TensorFlow: :func:`attach` returns why, and the caller says so.
+
+Beside each converted model a small JSON file keeps what the engine needs to know about the network (input
+size, outputs, head activation, parameters): with it, a later start that runs OpenVINO anyway
+(:func:`cached_conversion`, :func:`attach_cached`) needs neither TensorFlow nor Keras.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -110,6 +116,82 @@ class OpenVinoRunner:
         return (a + b) / 2.0, np.abs(a - b) / 2.0
 
 
+#: What :class:`~unetpp_gui.core.model_io.LoadedModel` needs to know about a network, kept beside its conversion.
+NETWORK_FACTS = ("input_hw", "channels", "n_outputs", "output_index", "output_channels", "apply_activation",
+                 "n_params", "prune_levels", "folded_batch_norms")
+
+
+def _facts_path(xml: Path) -> Path:
+    return xml.with_suffix(".json")
+
+
+def _read_facts(file: Path) -> dict[str, Any] | None:
+    """The network facts in ``file``, or None if it is missing, damaged or incomplete."""
+    try:
+        facts = json.loads(file.read_text())
+        complete = isinstance(facts, dict) and set(NETWORK_FACTS) <= set(facts)
+        return facts if complete and isinstance(facts["n_outputs"], int) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _write_facts(xml: Path, model: Any) -> None:
+    """Record ``model``'s network facts beside its conversion (unless sound ones are there; a read-only cache only
+    loses the fast start)."""
+    from unetpp_gui.core.atomic import atomic_write_bytes
+
+    target = _facts_path(xml)
+    if _read_facts(target) is not None:
+        return
+    facts = {name: getattr(model, name) for name in NETWORK_FACTS}
+    try:
+        atomic_write_bytes(target, json.dumps(facts, indent=1).encode())
+    except OSError:
+        pass
+
+
+def cached_conversion(path: Path, prune_level: int | None, output_index: int,
+                      cache: Path | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """The converted model (.xml) of this model file and variant and its network facts, or None if no earlier
+    start left both. ``output_index`` as ``load_model`` takes it (negative counts from the end)."""
+    if version() is None:
+        return None
+    folder = cache or cache_folder()
+    pattern = f"{glob.escape(path.stem[:40])}-{_file_digest(path)}-L{prune_level or 0}-o*-ov{glob.escape(version())}.json"
+    for facts_file in sorted(folder.glob(pattern)):
+        facts = _read_facts(facts_file)
+        if facts is None:
+            continue
+        wanted = output_index if output_index >= 0 else facts["n_outputs"] + output_index
+        xml = facts_file.with_suffix(".xml")
+        if facts["output_index"] == wanted and xml.exists() and xml.with_suffix(".bin").exists():
+            facts["input_hw"] = tuple(facts["input_hw"]) if facts["input_hw"] else None
+            facts["prune_levels"] = tuple(facts["prune_levels"])
+            return xml, {name: facts[name] for name in NETWORK_FACTS}
+    return None
+
+
+def _compile(xml: Path, precision: str) -> Any:
+    import openvino as ov
+
+    core = ov.Core()
+    hint = "bf16" if precision == "bfloat16" else "f32"
+    return core.compile_model(core.read_model(str(xml)), "CPU",
+                              {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+
+
+def _failure(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"OpenVINO could not run this model ({text[:200]})"
+
+
+def _use(model: Any, compiled: Any, note: str) -> None:
+    channel = 1 if model.output_channels == 2 else 0
+    model.runtime_runner = OpenVinoRunner(compiled, model.output_index, model.apply_activation, channel, model.tta)
+    model.runtime = "openvino"
+    model.runtime_note = f"OpenVINO {version()} ({note})"
+
+
 def attach(model: Any, network: Callable[[], Any], cache: Path | None = None) -> str | None:
     """Make ``model`` (a LoadedModel) run its float32 runtime network with OpenVINO; ``network`` builds that
     network and is called only when the model has no converted copy in the cache yet.
@@ -120,22 +202,24 @@ def attach(model: Any, network: Callable[[], Any], cache: Path | None = None) ->
     if version() is None:
         return "OpenVINO is not installed (pip install .[fast])"
     try:
-        import openvino as ov
-
         xml = (cache or cache_folder()) / f"{cache_key(model.path, model.prune_level, model.output_index)}.xml"
         converted = xml.exists() and xml.with_suffix(".bin").exists()
         if not converted:
             _convert(network(), xml)
-        core = ov.Core()
-        hint = "bf16" if model.precision == "bfloat16" else "f32"
-        compiled = core.compile_model(core.read_model(str(xml)), "CPU",
-                                      {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+        compiled = _compile(xml, model.precision)
     except Exception as exc:  # any failure: TensorFlow runs it
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"OpenVINO could not run this model ({text[:200]})"
-    channel = 1 if model.output_channels == 2 else 0
-    model.runtime_runner = OpenVinoRunner(compiled, model.output_index, model.apply_activation, channel, model.tta)
-    model.runtime = "openvino"
-    model.runtime_note = f"OpenVINO {version()} ({'cached' if converted else 'converted'} {xml.name})"
+        return _failure(exc)
+    _write_facts(xml, model)
+    _use(model, compiled, f"{'cached' if converted else 'converted'} {xml.name}")
     return None
 
+
+def attach_cached(model: Any, xml: Path) -> str | None:
+    """Run ``model`` (a LoadedModel built from :func:`cached_conversion`'s facts, without TensorFlow) on the
+    conversion ``xml``; None on success, else why not."""
+    try:
+        compiled = _compile(xml, model.precision)
+    except Exception as exc:  # the caller falls back to the normal load
+        return _failure(exc)
+    _use(model, compiled, f"cached {xml.name}; TensorFlow not loaded")
+    return None

@@ -59,7 +59,7 @@ class ArchitectureDialog(QDialog):
     def __init__(self, model: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Architecture — {model.name}")
-        self.keras_model = model.keras_model
+        self.keras_model = model.network()  # loaded already: MainWindow.show_architecture
         self.grid: Grid = extract_grid(self.keras_model)
         self.scene = QGraphicsScene(self)
         self.view = QGraphicsView(self.scene)

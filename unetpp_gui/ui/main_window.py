@@ -508,6 +508,15 @@ class MainWindow(QMainWindow):
         if self.model is None:
             self._say("No model loaded yet.", error=True)
             return None
+        if self.model.keras_model is None:  # started without TensorFlow (OpenVINO): load the layers off this thread
+            model = self.model
+            worker = workers.network_worker(model)
+            worker.returned.connect(lambda _: self.show_architecture() if self.model is model else None)
+            worker.errored.connect(lambda e: self._say(f"Could not load the network's layers: {e}", error=True))
+            self._say("Loading the network’s layers for the architecture view…")
+            self._track(worker)
+            worker.start()
+            return None
         from unetpp_gui.ui.architecture_view import ArchitectureDialog
 
         dialog = ArchitectureDialog(self.model, self)

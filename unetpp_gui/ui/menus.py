@@ -167,8 +167,8 @@ def show_about(win: Any) -> None:
             "<p>Segments FLAIR abnormalities in brain MR slices with a UNet++ "
             "(Zhou et al., MICCAI 2018).</p>"
             f"<p>Python {sys.version.split()[0]}, Qt {qVersion()}, PySide6 {PySide6.__version__}, "
-            f"TensorFlow {getattr(tf, '__version__', 'not loaded yet')}, "
-            f"Keras {getattr(keras, '__version__', 'not loaded yet')}</p>")
+            f"TensorFlow {getattr(tf, '__version__', 'not loaded')}, "
+            f"Keras {getattr(keras, '__version__', 'not loaded')}</p>")
     if win.model is not None:
         text += f"<p>Model: {win.model.name}<br>{win.model.path}</p>"
     box = QMessageBox(QMessageBox.Information, "About UNet++ Viewer", text, QMessageBox.Ok, win)
