@@ -82,6 +82,24 @@ def test_drop_a_folder_then_navigate(qtbot, window: MainWindow, lgg: Path, tmp_p
     assert out is not None and all(p.is_file() for p in out)
     window.copy_results()
     assert "Tumour area ratio" in QApplication.clipboard().text()
+    assert "\nModel: " in QApplication.clipboard().text() and "Model: Model:" not in QApplication.clipboard().text()
+
+
+def test_result_panel_text_is_not_squeezed_in_a_short_window(qtbot, window: MainWindow) -> None:
+    """In a short window the Result panel counted its two-line notice as one line and squeezed every row by
+    2 px, cutting descenders (seen at 1116x748 under Xvfb: 12 px rows for a 14 px font)."""
+    from PySide6.QtWidgets import QLabel
+
+    window.results.model.setText("Model: a_long_model_name_with_descenders, pruned L2, TTA, bfloat16, OpenVINO")
+    for height in (600, 748, 900):
+        window.resize(1116, height)
+        qtbot.wait(50)
+        for label in window.results.findChildren(QLabel):
+            if not label.isVisible() or not label.text():
+                continue
+            need = label.heightForWidth(label.width()) if label.wordWrap() else label.minimumSizeHint().height()
+            assert label.height() >= need, (label.text()[:30], label.height(), need, height)
+            assert label.height() >= label.fontMetrics().height(), label.text()[:30]
 
 
 def test_bad_file_is_reported_and_next_slice_works(qtbot, window: MainWindow, phantom_folder: Path) -> None:

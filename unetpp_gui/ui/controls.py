@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
@@ -17,6 +19,29 @@ from unetpp_gui.core.review import DECISION_PERCENT_DECIMALS, PIXEL_DECIMALS, PI
 from unetpp_gui.core.store import Thresholds
 
 BADGE_STYLE = "QLabel {{ background: {bg}; color: white; font-size: 20pt; font-weight: bold; padding: 10px; border-radius: 6px; }}"
+
+
+class WrappedLabel(QLabel):
+    """A word-wrapped label whose minimum height is what its lines need at its width. A layout's minimum does
+    not ask a label for its height at a width, so in a short window the Result panel counted one line for a
+    two-line text and squeezed every row, cutting the descenders of the text."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        need = self.heightForWidth(max(1, self.width()))
+        if need > 0 and need != self.minimumHeight():
+            self.setMinimumHeight(need)
 
 
 class ResultsPanel(QGroupBox):
@@ -35,10 +60,8 @@ class ResultsPanel(QGroupBox):
         self.filtered = QLabel("—")
         self.filtered.setToolTip("Pixels the patient 3-D filter removed from this slice: specks not connected "
                                  "to the patient's main lesion across neighbouring slices (Model menu).")
-        self.model = QLabel("Model: —")
-        self.model.setWordWrap(True)
-        self.warning = QLabel("")
-        self.warning.setWordWrap(True)
+        self.model = WrappedLabel("Model: —")
+        self.warning = WrappedLabel("")
         self.warning.setStyleSheet("color: #b06000; font-weight: bold;")
         self.warning.hide()
         form = QFormLayout()
@@ -49,8 +72,7 @@ class ResultsPanel(QGroupBox):
         form.addRow("IoU vs ground truth", self.iou)
         form.addRow("3-D filter", self.filtered)
         form.addRow(self.model)  # the whole panel's width: name, precision and runtime fit on one line
-        notice = QLabel(RESEARCH_NOTICE)
-        notice.setWordWrap(True)
+        notice = WrappedLabel(RESEARCH_NOTICE)
         notice.setStyleSheet("color: #b06000; font-style: italic;")
         layout = QVBoxLayout(self)
         layout.addWidget(self.badge)
@@ -89,7 +111,7 @@ class ResultsPanel(QGroupBox):
                 f"Mask pixels: {self.pixels.text()}\nMax probability: {self.max_prob.text()}\n"
                 f"Dice: {self.dice.text()}\nIoU: {self.iou.text()}\n3-D filter: {self.filtered.text()}\n"
                 + (f"Warning: {self.warning.text()}\n" if self.warning.text() else "")
-                + f"Model: {self.model.text()}\n{RESEARCH_NOTICE}")
+                + f"{self.model.text()}\n{RESEARCH_NOTICE}")  # the label reads "Model: ..." already
 
 
 class Controls(QGroupBox):
