@@ -100,6 +100,11 @@ def test_result_panel_text_is_not_squeezed_in_a_short_window(qtbot, window: Main
             need = label.heightForWidth(label.width()) if label.wordWrap() else label.minimumSizeHint().height()
             assert label.height() >= need, (label.text()[:30], label.height(), need, height)
             assert label.height() >= label.fontMetrics().height(), label.text()[:30]
+    # ... and the window fits a 1366x768 screen less a task bar: the right column scrolls when it has to
+    assert window.minimumSizeHint().height() <= 700 and window.minimumSizeHint().width() <= 1366
+    window.resize(1116, 600)
+    qtbot.wait(50)
+    assert window.height() <= 600 + 1
 
 
 def test_bad_file_is_reported_and_next_slice_works(qtbot, window: MainWindow, phantom_folder: Path) -> None:

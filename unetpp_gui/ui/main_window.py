@@ -13,8 +13,8 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
-    QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox,
-    QProgressBar, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget,
+    QApplication, QDockWidget, QFrame, QLabel, QMainWindow, QMessageBox,
+    QProgressBar, QPushButton, QScrollArea, QSplitter, QStackedWidget, QStyle, QVBoxLayout, QWidget,
 )
 
 from unetpp_gui.core.discovery import Discovery
@@ -104,6 +104,16 @@ class MainWindow(QMainWindow):
         right_layout.addWidget(self.controls)
         right_layout.addStretch(1)
         right.setMaximumWidth(340)
+        # scrolls in a short window (a 1366x768 screen less its task bar) instead of setting the window's minimum
+        # height (777 px) or squeezing the panels' rows
+        right_scroll = QScrollArea()
+        right_scroll.setWidget(right)
+        right_scroll.setWidgetResizable(True)
+        right_scroll.setFrameShape(QFrame.NoFrame)
+        right_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        bar = right_scroll.style().pixelMetric(QStyle.PM_ScrollBarExtent)
+        right_scroll.setMinimumWidth(right.minimumSizeHint().width() + bar)
+        right_scroll.setMaximumWidth(340 + bar)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
@@ -119,7 +129,7 @@ class MainWindow(QMainWindow):
         splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(self.center)
-        splitter.addWidget(right)
+        splitter.addWidget(right_scroll)
         splitter.setStretchFactor(1, 1)
         self.setCentralWidget(splitter)
 
