@@ -317,19 +317,22 @@ def _load_without_tensorflow(path: Path, output_index: int, prune_level: int | N
     OpenVINO anyway (asked for by name, or with "auto" where an earlier start's measurement kept it) and finds the
     conversion and its network facts in the cache. It skips TensorFlow's import and the Keras rebuild (seconds
     of every start). None where that is not possible; the normal load runs then."""
+    from types import SimpleNamespace
+
     from unetpp_gui.core import openvino_runtime
     from unetpp_gui.core.batching import cached_runtime_choice, describe_runtimes
 
+    bf16 = precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16())
+    variant = dict(path=path, prune_level=prune_level, tta=tta, precision="bfloat16" if bf16 else "float32")
+    # the cached choice first (what its key needs is known now): where TensorFlow won, the file is not hashed
+    known = None if explicit else cached_runtime_choice(SimpleNamespace(**variant))
+    if not explicit and (known is None or not known[0]):
+        return None  # never measured here, or TensorFlow won: the normal load decides
     found = openvino_runtime.cached_conversion(path, prune_level, -1 if prune_level is not None else output_index)
     if found is None:
         return None
     xml, facts = found
-    bf16 = precision == "bfloat16" or (precision == "auto" and cpu_supports_bf16())
-    model = LoadedModel(path=path, keras_model=None, metadata=read_metadata(path), prune_level=prune_level, tta=tta,
-                        precision="bfloat16" if bf16 else "float32", **facts)
-    known = None if explicit else cached_runtime_choice(model)
-    if not explicit and (known is None or not known[0]):
-        return None  # never measured here, or TensorFlow won: the normal load decides
+    model = LoadedModel(keras_model=None, metadata=read_metadata(path), **variant, **facts)
     if openvino_runtime.attach_cached(model, xml) is not None:
         return None
     if known is not None:

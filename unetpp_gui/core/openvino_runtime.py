@@ -61,8 +61,14 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:24]
 
 
+def _key_parts(path: Path, prune_level: int | None) -> tuple[str, str]:
+    """A conversion's file name before and after its "-o<output index>" part."""
+    return f"{path.stem[:40]}-{_file_digest(path)}-L{prune_level or 0}", f"-ov{version()}"
+
+
 def cache_key(path: Path, prune_level: int | None, output_index: int) -> str:
-    return f"{path.stem[:40]}-{_file_digest(path)}-L{prune_level or 0}-o{output_index}-ov{version()}"
+    head, tail = _key_parts(path, prune_level)
+    return f"{head}-o{output_index}{tail}"
 
 
 def _convert(network: Any, xml: Path) -> None:
@@ -157,8 +163,8 @@ def cached_conversion(path: Path, prune_level: int | None, output_index: int,
     if version() is None:
         return None
     folder = cache or cache_folder()
-    pattern = f"{glob.escape(path.stem[:40])}-{_file_digest(path)}-L{prune_level or 0}-o*-ov{glob.escape(version())}.json"
-    for facts_file in sorted(folder.glob(pattern)):
+    head, tail = _key_parts(path, prune_level)
+    for facts_file in sorted(folder.glob(f"{glob.escape(head)}-o*{glob.escape(tail)}.json")):
         facts = _read_facts(facts_file)
         if facts is None:
             continue

@@ -113,7 +113,7 @@ class MainWindow(QMainWindow):
         right_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         bar = right_scroll.style().pixelMetric(QStyle.PM_ScrollBarExtent)
         right_scroll.setMinimumWidth(right.minimumSizeHint().width() + bar)
-        right_scroll.setMaximumWidth(340 + bar)
+        right_scroll.setMaximumWidth(right.maximumWidth() + bar)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
