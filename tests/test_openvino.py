@@ -129,10 +129,14 @@ def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, ds_mod
     monkeypatch.setenv("UNETPP_RUNTIME", "auto")  # what a user gets
     from unetpp_gui.ui.main_window import MainWindow
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
     qtbot.addWidget(win)
     with qtbot.waitSignal(win.model_changed, timeout=180_000):
         win.load_model(ds_model)
+    assert win.model.runtime == "tensorflow" and win.model.openvino_pending  # never measured here: deferred
+    with qtbot.waitSignal(win.runtime_changed, timeout=180_000):
+        pass  # converted by a child process, then measured
     assert "measured" in win.model.runtime_note  # auto: whichever ran this model faster here
     assert win.openvino_action.isEnabled()
     for _ in range(2):  # switch, and switch back; the choice is remembered
@@ -331,3 +335,73 @@ def test_architecture_view_of_a_model_started_without_tensorflow(qtbot, tmp_path
     assert win._arch_dialog.grid.is_grid and win._arch_dialog.grid.total_params == win.model.n_params
     win._arch_dialog.close()
     win.close()
+
+
+@needs_openvino
+def test_deferred_auto_converts_in_a_child_process_then_measures(ds_model: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The viewer's first start with "auto": TensorFlow at once, nothing converted in its own process; a child
+    process converts, then both runtimes are measured on a copy, which the model adopts."""
+    from unetpp_gui.core.batching import cached_runtime_choice
+    from unetpp_gui.core.model_io import DEFERRED_NOTE, finish_openvino
+    from unetpp_gui.core.openvino_child import convert
+    from unetpp_gui.core.openvino_runtime import cache_folder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = load_model(ds_model, runtime="auto", defer_openvino=True)
+    assert model.runtime == "tensorflow" and model.openvino_pending and DEFERRED_NOTE in model.runtime_note
+    assert not cache_folder().exists()  # not converted, not measured
+    expected = model.predict_batch(_batch())
+    assert convert(ds_model, None) is None  # a real child process
+    assert len(list(cache_folder().glob("*.xml"))) == 1 and cached_runtime_choice(model) is None
+    prepared = finish_openvino(model)
+    keep, times = cached_runtime_choice(model)  # measured now, and cached for later starts
+    assert prepared.runtime == ("openvino" if keep else "tensorflow") and "measured here" in prepared.runtime_note
+    assert not prepared.openvino_pending and prepared.batch_size_choice in (1, 2, 4, 8)
+    assert model.runtime == "tensorflow" and model.openvino_pending  # the original is untouched until adopted
+    model.take_runtime(prepared)
+    assert model.runtime == prepared.runtime and model.runtime_runner is prepared.runtime_runner
+    assert not model.openvino_pending and model.batch_size_choice == prepared.batch_size_choice
+    assert np.abs(model.predict_batch(_batch()) - expected).max() < 1e-4
+    again = load_model(ds_model, runtime="auto", defer_openvino=True)  # measured before: nothing deferred
+    assert not again.openvino_pending and "cached" in again.runtime_note
+
+
+@needs_openvino
+def test_deferred_conversion_failing_or_stopped_keeps_tensorflow(ds_model: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from unetpp_gui.core.model_io import finish_openvino
+    from unetpp_gui.core.openvino_child import convert
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"not a model")
+    why = convert(broken, None)
+    assert why is not None and "broken.h5" in why, why  # the child's last line names what went wrong
+    stop = threading.Event()
+    stop.set()
+    start = time.monotonic()
+    assert "stopped" in convert(ds_model, None, stop)  # a closing window does not wait for the conversion
+    assert time.monotonic() - start < 5
+    model = load_model(ds_model, runtime="auto", defer_openvino=True)
+    kept = finish_openvino(model, why)
+    assert kept.runtime == "tensorflow" and kept.runtime_note == f"TensorFlow: {why}" and not kept.openvino_pending
+    missing = finish_openvino(model)  # the child said yes but the cache holds nothing: no conversion in-process
+    assert missing.runtime == "tensorflow" and "not in the cache" in missing.runtime_note
+
+
+@needs_openvino
+def test_short_cli_run_leaves_openvino_for_later(ds_model: Path, phantom_folder: Path, tmp_path: Path) -> None:
+    """A run of a few slices would spend longer converting and measuring than predicting."""
+    import os
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "UNETPP_RUNTIME": "auto"}
+    res = subprocess.run([sys.executable, "-m", "unetpp_gui.cli", "predict", str(phantom_folder), "--model",
+                          str(ds_model), "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "inference runs on TensorFlow" in res.stderr and "not yet converted" in res.stderr
+    assert not (tmp_path / "cache" / "unetpp-viewer" / "openvino").exists()

@@ -47,10 +47,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"unetpp: {len(found.slices)} slice(s)" + (f" and {len(studies)} NIfTI stud(ies)" if studies else "")
               + " found; loading the model...",
               file=sys.stderr, flush=True)
+    from unetpp_gui.core.batching import MIN_SLICES_TO_MEASURE
     from unetpp_gui.core.model_io import load_model, resolve_model_path
 
+    # a short run would spend longer converting for OpenVINO and measuring it than predicting: it leaves that to
+    # a longer run (or the viewer, which converts in the background)
+    short = len(found.slices) < MIN_SLICES_TO_MEASURE and not studies
     model = load_model(resolve_model_path(args.model), trust=args.trust_model, prune_level=args.prune, tta=args.tta,
-                       precision=args.precision, runtime=args.runtime)
+                       precision=args.precision, runtime=args.runtime, defer_openvino=short)
     if not args.quiet:
         print(f"unetpp: inference runs on {_runtime_text(model)}", file=sys.stderr)
     meta = model.metadata
@@ -192,7 +196,7 @@ def _add_runtime_argument(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--runtime", choices=RUNTIMES, default=default_runtime(),
                    help="what runs the network: auto (default; UNETPP_RUNTIME changes it) = OpenVINO where it is "
-                        "installed (pip install .[fast]; converted once and cached) unless it measured more than 5 %% "
+                        "installed (a default dependency; converted once and cached) unless it measured more than 5 %% "
                         "slower than TensorFlow for this model on this machine (a start that runs OpenVINO then "
                         "does not import TensorFlow), else TensorFlow")
 

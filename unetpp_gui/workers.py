@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 from superqt.utils import FunctionWorker, GeneratorWorker, thread_worker
 
 __all__ = ["discover_worker", "export_masks_worker", "export_study_worker", "inspect_folder_worker",
-           "load_model_worker", "network_worker", "predict_worker"]
+           "load_model_worker", "network_worker", "predict_worker", "prepare_openvino_worker"]
 
 BACKGROUND_NICE = 10
 #: The interpreter's thread switch interval while a window is open (Python's default: 5 ms). A worker running
@@ -107,11 +107,14 @@ def favour_gui_thread() -> None:
 @job
 def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | None = None, tta: bool = False,
                       precision: str = "float32", runtime: str = "tensorflow") -> Any:
-    """Returns a LoadedModel (``returned``) or raises ModelError (``errored``)."""
+    """Returns a LoadedModel (``returned``) or raises ModelError (``errored``). With "auto" on a machine that
+    never measured OpenVINO for this model, it starts on TensorFlow (``openvino_pending``: see
+    :func:`prepare_openvino_worker`)."""
     background_priority()  # before TensorFlow starts its thread pools here
     from unetpp_gui.core.model_io import load_model
 
-    model = load_model(path, trust=trust, prune_level=prune_level, tta=tta, precision=precision, runtime=runtime)
+    model = load_model(path, trust=trust, prune_level=prune_level, tta=tta, precision=precision, runtime=runtime,
+                       defer_openvino=True)
     # Warm up (trace the graph here, alone, so the first real slice is not slowed by it and the trace never
     # runs beside the decode thread) and choose the batch size by measurement, cached per model and machine.
     model.warm_up()
@@ -129,6 +132,26 @@ def network_worker(model: Any) -> Any:
     """Loads the Keras network of a model started without TensorFlow (``LoadedModel.network``); returns it."""
     background_priority()
     return model.network()
+
+
+#: How long the measurement waits for running predictions to end before it measures beside them.
+IDLE_WAIT_S = 60.0
+
+
+@job
+def prepare_openvino_worker(model: Any, idle: Callable[[], bool], stop: threading.Event) -> Any:
+    """For a model loaded with OpenVINO pending: has a child process convert it (no interpreter lock or memory
+    shared with the window), waits until ``idle()`` (no prediction running, up to IDLE_WAIT_S), then measures
+    both runtimes; returns the prepared copy (``LoadedModel.take_runtime``), or None once ``stop`` is set."""
+    background_priority()  # the child inherits it
+    from unetpp_gui.core.model_io import finish_openvino
+    from unetpp_gui.core.openvino_child import convert
+
+    failed = convert(model.path, model.prune_level, stop)
+    deadline = time.monotonic() + IDLE_WAIT_S
+    while not stop.is_set() and not idle() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return None if stop.is_set() else finish_openvino(model, failed)
 
 
 def settle_heap() -> None:

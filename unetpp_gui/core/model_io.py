@@ -116,6 +116,7 @@ class LoadedModel:
     runtime: str = "tensorflow"  # what runs inference: "tensorflow" or "openvino" (core.openvino_runtime)
     runtime_note: str = ""  # the runtime's version and cache file, or why the one asked for is not used
     runtime_runner: Any = None  # OpenVINO's compiled model, called in place of TensorFlow's graph
+    openvino_pending: bool = False  # "auto" left OpenVINO's conversion and measurement for later (finish_openvino)
     _functions: dict[tuple[int, int, bool], Callable[..., Any]] = field(default_factory=dict, repr=False)
 
     @cached_property
@@ -143,6 +144,13 @@ class LoadedModel:
         if self.keras_model is None:
             self.keras_model, _ = _load_keras(self.path, False, self.prune_level)
         return self.keras_model
+
+    def take_runtime(self, other: "LoadedModel") -> None:
+        """Run from now on as ``other`` (a :func:`finish_openvino` copy of this model) runs: its runtime and
+        batch size. Predictions under way finish on whichever runtime their next batch finds (same masks)."""
+        self.batch_size_choice, self.batch_size_note = other.batch_size_choice, other.batch_size_note
+        self.runtime_note, self.runtime = other.runtime_note, other.runtime
+        self.runtime_runner, self.openvino_pending = other.runtime_runner, False
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -241,7 +249,7 @@ def _head_activation(keras_model: Any, output_index: int) -> str | None:
 
 def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
                prune_level: int | None = None, tta: bool = False, precision: str = "float32",
-               runtime: str = "tensorflow") -> LoadedModel:
+               runtime: str = "tensorflow", defer_openvino: bool = False) -> LoadedModel:
     """Load a segmentation model for inference (never compiles, never trains).
 
     Refuses files that would run stored code (Lambda layers) unless ``trust`` is set, and
@@ -256,6 +264,8 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     OpenVINO is installed and measured no more than 5 % slower (:func:`~unetpp_gui.core.batching.keeps_openvino`);
     either falls back to TensorFlow, saying why in ``runtime_note``. A start that runs OpenVINO from its cached
     conversion does not import TensorFlow (``keras_model`` is None until :meth:`LoadedModel.network`).
+    ``defer_openvino`` (with "auto" only): where this model was never measured here, start on TensorFlow
+    without converting and set ``openvino_pending``; :func:`finish_openvino` converts and measures later.
     """
     path = Path(path)
     if precision not in PRECISIONS:
@@ -307,7 +317,7 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         folded_batch_norms=folded,
     )
     if runtime != "tensorflow":
-        _try_openvino(loaded, float32_network, unsafe, explicit=runtime == "openvino")
+        _try_openvino(loaded, float32_network, unsafe, explicit=runtime == "openvino", defer=defer_openvino)
     return loaded
 
 
@@ -408,7 +418,8 @@ def _check_io(model: Any, path: Path, output_index: int) -> tuple[tuple[int, int
     return input_hw, c, idx, int(oshape[-1])
 
 
-def _try_openvino(model: LoadedModel, network: Callable[[], Any], unsafe: list[str], explicit: bool) -> None:
+def _try_openvino(model: LoadedModel, network: Callable[[], Any], unsafe: list[str], explicit: bool,
+                  defer: bool = False) -> None:
     """Run the network ``network()`` builds (called only if a conversion is needed) with OpenVINO where it
     can; otherwise TensorFlow runs it, and the note says why (for "auto" only when OpenVINO is installed: not
     having it is the normal case). With "auto" OpenVINO is kept unless it measured more than 5 % slower than
@@ -420,6 +431,10 @@ def _try_openvino(model: LoadedModel, network: Callable[[], Any], unsafe: list[s
     known = None if explicit or unsafe else cached_runtime_choice(model)
     if known is not None and not known[0]:  # measured before: TensorFlow wins here, OpenVINO stays unloaded
         model.runtime_note = f"TensorFlow: {describe_runtimes(known[1], True)}"
+        return
+    if defer and not explicit and known is None and not unsafe and openvino_runtime.version() is not None:
+        model.openvino_pending = True
+        model.runtime_note = f"TensorFlow: {DEFERRED_NOTE}"
         return
     if unsafe:
         why: str | None = "OpenVINO does not run models with stored code"
@@ -437,6 +452,37 @@ def _try_openvino(model: LoadedModel, network: Callable[[], Any], unsafe: list[s
     else:
         model.runtime_runner, model.runtime = None, "tensorflow"
         model.runtime_note = f"TensorFlow: {describe_runtimes(times, known is not None)}"
+
+
+#: The runtime note of a model whose OpenVINO conversion and measurement were deferred.
+DEFERRED_NOTE = "OpenVINO not yet converted and measured for this model on this machine"
+
+
+def finish_openvino(model: LoadedModel, failed: str | None = None) -> LoadedModel:
+    """For a model loaded with ``defer_openvino`` whose conversion is now in the cache (converted by another
+    process: :mod:`unetpp_gui.core.openvino_child`): measure both runtimes as "auto" does and return a copy that
+    runs the one it keeps, with the batch size measured for it; ``model`` itself is not touched, so
+    predictions running on it meanwhile are undisturbed (adopt the copy with :meth:`LoadedModel.take_runtime`).
+    ``failed``: why the conversion could not be made; the copy stays on TensorFlow and says so. Seconds of
+    work: call it off the GUI thread."""
+    import copy
+
+    from unetpp_gui.core.batching import best_batch_size, describe
+
+    prepared = copy.copy(model)
+    prepared._functions = dict(model._functions)
+    prepared.openvino_pending = False
+    if failed is not None:
+        prepared.runtime_note = f"TensorFlow: {failed}"
+        return prepared
+
+    def missing() -> Any:  # converting here would hold the interpreter lock for seconds beside the GUI
+        raise ModelError("the conversion is not in the cache")
+    _try_openvino(prepared, missing, [], explicit=False)
+    if prepared.input_hw is not None:
+        size, times, cached = best_batch_size(prepared)
+        prepared.batch_size_choice, prepared.batch_size_note = size, describe(size, times, cached)
+    return prepared
 
 
 PRECISIONS = ("float32", "bfloat16", "auto")

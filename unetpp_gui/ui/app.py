@@ -35,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.cli import main as training_main
 
         return training_main(argv[1:])
+    from unetpp_gui.core import openvino_child
+
+    if os.environ.get(openvino_child.ENV) and argv[:1] == [openvino_child.FLAG]:
+        # the packaged app started again by the window, to convert the model for OpenVINO
+        return openvino_child.main(argv[1:])
     args = parse_args(argv)
     if args.verbose:
         os.environ["UNETPP_VERBOSE"] = "1"
@@ -74,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _arm_snapshot(app, window, Path(args.snapshot), args.select, args.snapshot_timeout, bool(args.paths))
     QTimer.singleShot(0, start)
     code = app.exec()
-    window.cancel_predictions()
+    window.stop_work()
     # let worker threads leave Python before the interpreter shuts down (a thread still running Python
     # code while modules are torn down can crash the process at exit)
     from unetpp_gui.workers import wait_for_workers
@@ -108,6 +113,8 @@ def _report_timing(window) -> None:
             print(f"timing: first_overlay {_process_age():.3f}", file=sys.stderr, flush=True)
 
     window.slice_shown.connect(first)
+    window.runtime_changed.connect(  # a first start's background preparation of OpenVINO ended
+        lambda _runtime: print(f"timing: runtime_chosen {_process_age():.3f}", file=sys.stderr, flush=True))
 
 
 def _arm_snapshot(app, window, out: Path, select: int, timeout: float, has_paths: bool) -> None:

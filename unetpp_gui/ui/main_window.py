@@ -6,6 +6,7 @@ threads (:mod:`unetpp_gui.workers`); the GUI thread only thresholds cached maps 
 
 from __future__ import annotations
 
+import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ def default_size() -> tuple[int, int]:
 class MainWindow(QMainWindow):
     model_changed = Signal(object)  # LoadedModel
     model_failed = Signal(str)
+    runtime_changed = Signal(str)  # "openvino" / "tensorflow": the runtime a deferred measurement kept
     slice_shown = Signal(object)  # Path of the slice now on screen with its prediction
     predictions_finished = Signal()
     message = Signal(str)  # every non-blocking message shown to the user
@@ -66,6 +68,7 @@ class MainWindow(QMainWindow):
         self._loading_model: Any = None
         self._jobs_alive: list[Any] = []  # keep workers referenced until they finish
         self._closed = False  # worker signals can arrive after the window is gone
+        self._stop_background = threading.Event()  # set at close: background preparation stops
         self._jump_when_done = False
         self._build_central()
         self.batch = BatchView(self.store, self.thresholds())
@@ -186,6 +189,25 @@ class MainWindow(QMainWindow):
         old = self.model
         self.model = model
         meta = model.metadata
+        self._show_model()
+        self.controls.set_thresholds(*remembered_thresholds(self.settings.value(f"thresholds/{model.name}"),
+                                                            meta.pixel_threshold, meta.decision_threshold))
+        self.controls.setEnabled(True)
+        self.empty.set_model_state(f"Model {model.name} is ready.")
+        self._say(f"Model {model.name} ready" + (f"; {model.batch_size_note}." if model.batch_size_note else ".")
+                  + (" OpenVINO is prepared in the background (once for this model on this machine)."
+                     if model.openvino_pending else ""))
+        self.model_changed.emit(model)
+        if old is not None:
+            self._restart_predictions()
+        else:
+            self.schedule_predictions()
+        if model.openvino_pending:
+            self._prepare_openvino(model)
+
+    def _show_model(self) -> None:
+        """The Result panel's model line and the Model menu, for the model as it runs now."""
+        model = self.model
         variant = ((f", pruned L{model.prune_level}" if model.prune_level else "") + (", TTA" if model.tta else "")
                    + (", bfloat16" if model.precision == "bfloat16" else "")
                    + (", OpenVINO" if model.runtime == "openvino" else ""))
@@ -193,16 +215,26 @@ class MainWindow(QMainWindow):
         self.results.model.setText(f"Model: {model.name}{variant}")
         menus.sync_inference_menu(self)
         self.results.model.setToolTip(f"{model.path}\n{model.n_params:,} parameters")
-        self.controls.set_thresholds(*remembered_thresholds(self.settings.value(f"thresholds/{model.name}"),
-                                                            meta.pixel_threshold, meta.decision_threshold))
-        self.controls.setEnabled(True)
-        self.empty.set_model_state(f"Model {model.name} is ready.")
-        self._say(f"Model {model.name} ready" + (f"; {model.batch_size_note}." if model.batch_size_note else "."))
-        self.model_changed.emit(model)
-        if old is not None:
-            self._restart_predictions()
-        else:
-            self.schedule_predictions()
+
+    def _prepare_openvino(self, model: Any) -> None:
+        """"auto" where OpenVINO was never measured for this model here: the model runs on TensorFlow at once,
+        a child process converts it for OpenVINO, and once no prediction runs both runtimes are measured; the
+        one "auto" keeps takes over (cached: later starts begin with it)."""
+        worker = workers.prepare_openvino_worker(model, lambda: self._job is None, self._stop_background)
+        worker.returned.connect(lambda prepared: self._on_openvino_prepared(model, prepared))
+        worker.errored.connect(lambda e: self._say(f"OpenVINO not prepared: {e}", error=True))
+        self._track(worker)
+        worker.start()
+
+    def _on_openvino_prepared(self, model: Any, prepared: Any) -> None:
+        if self._closed or prepared is None or model is not self.model:
+            return  # closed, or another model (or variant) was loaded meanwhile
+        model.take_runtime(prepared)
+        self._show_model()
+        runtime = "OpenVINO" if model.runtime == "openvino" else "TensorFlow"
+        note = model.runtime_note.split("; ", 1)[-1].removeprefix("TensorFlow: ")
+        self._say(f"Inference runs on {runtime} from now on ({note}).")
+        self.runtime_changed.emit(model.runtime)
 
     def _on_model_error(self, exc: BaseException) -> None:
         if self._closed:
@@ -649,9 +681,14 @@ class MainWindow(QMainWindow):
                 self.settings.setValue(f"thresholds/{self.model.name}", keep)
         self.settings.sync()
 
+    def stop_work(self) -> None:
+        """Cancel predictions and stop background preparation (its child process is killed)."""
+        self._stop_background.set()
+        self.cancel_predictions()
+
     def closeEvent(self, event: Any) -> None:
         self.save_settings()
-        self.cancel_predictions()
+        self.stop_work()
         self._closed = True
         self._summary_timer.stop()
         super().closeEvent(event)
