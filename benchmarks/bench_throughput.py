@@ -91,7 +91,7 @@ def openvino_rows(model, paths, base_rate: float, tf_rates: dict[int, float]) ->
     from unetpp_gui.core.model_io import cpu_supports_bf16, load_model
 
     if openvino_runtime.version() is None:
-        print("OpenVINO: not installed here (pip install .[fast]); no comparison.\n")
+        print("OpenVINO: not installed here (pip install openvino); no comparison.\n")
         return
     print(f"OpenVINO {openvino_runtime.version()} against TensorFlow, same slices, same process:\n")
     print("| runtime | precision | batch | slices/s | ratio vs TensorFlow (same precision, same batch) | ratio vs prototype "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the one-folder app into DIST/UNetPP-Viewer/ (default dist/) and check it with --selftest.
 # Usage: build_spec/build.sh [python] [DIST]   (default: .venv/bin/python; needs the "build" extra)
-# UNETPP_BUNDLE_OPENVINO=1 puts the optional OpenVINO runtime inside (see the spec).
+# OpenVINO goes inside; UNETPP_BUNDLE_OPENVINO=0 leaves it out (see the spec).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}

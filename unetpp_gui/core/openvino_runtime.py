@@ -1,4 +1,4 @@
-"""OpenVINO as an optional CPU runtime for inference (``pip install .[fast]``).
+"""OpenVINO as a second CPU runtime for inference (a default dependency; the app runs without it).
 
 The network TensorFlow would run (pruned, batch norms folded, float32) is exported once, converted to
 OpenVINO's format and cached on disk, keyed by the model file's content, the variant and the OpenVINO
@@ -206,7 +206,7 @@ def attach(model: Any, network: Callable[[], Any], cache: Path | None = None) ->
     float32 compute unless the model was loaded in bfloat16.
     """
     if version() is None:
-        return "OpenVINO is not installed (pip install .[fast])"
+        return "OpenVINO is not installed (pip install openvino)"
     try:
         xml = (cache or cache_folder()) / f"{cache_key(model.path, model.prune_level, model.output_index)}.xml"
         converted = xml.exists() and xml.with_suffix(".bin").exists()

@@ -76,7 +76,7 @@ def build_menus(win: Any) -> None:
     win.bf16_action = action(model_menu, "&bfloat16 inference (faster; CPUs with AVX512-BF16 or AMX)",
                              lambda checked=False: win.set_inference(precision="bfloat16" if checked else "float32"))
     win.bf16_action.setCheckable(True)
-    win.openvino_action = action(model_menu, "Run with &OpenVINO (faster on CPUs; pip install .[fast])",
+    win.openvino_action = action(model_menu, "Run with &OpenVINO (faster on CPUs)",
                                  lambda checked=False: win.set_inference(runtime="openvino" if checked else "tensorflow"))
     win.openvino_action.setCheckable(True)
     model_menu.addSeparator()
@@ -109,7 +109,7 @@ def sync_inference_menu(win: Any) -> None:
     win.openvino_action.setEnabled(m is not None and ov is not None)
     win.openvino_action.setChecked(bool(m is not None and m.runtime == "openvino"))
     win.openvino_action.setToolTip((m.runtime_note if m is not None and m.runtime_note else "") or
-                                   ("OpenVINO " + ov if ov else "OpenVINO is not installed (pip install .[fast])"))
+                                   ("OpenVINO " + ov if ov else "OpenVINO is not installed (pip install openvino)"))
     flt = m.patient_filter if m is not None else None
     win.patient_filter_action.setEnabled(flt is not None)
     win.patient_filter_action.setChecked(win.active_patient_filter() is not None)
