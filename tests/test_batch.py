@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from unetpp_gui.core.discovery import discover, natural_key, patient_of
 from unetpp_gui.core.inference import predict_paths
 from unetpp_gui.core.phantom import phantom
-from unetpp_gui.core.summary import summarize
+from unetpp_gui.core.summary import SUMMARY_COLUMNS, summarize
 from unetpp_gui.ui.main_window import MainWindow
 
 WAIT = 180_000
@@ -104,6 +104,9 @@ def test_batch_table_summary_filters_csv(qtbot, window: MainWindow, study: Path,
     assert window.predicted_count == calls
     assert [s.row() for s in window.batch.summaries()] == engine_summary(0.05, 0.0)
     assert window.batch.summary.item(window.batch.summary.rowCount() - 1, 0).text() == "ALL"
+    shown = [[window.batch.summary.item(r, c).text() for c in range(window.batch.summary.columnCount())]
+             for r in range(window.batch.summary.rowCount())]
+    assert shown == [[str(row[k]) for k in SUMMARY_COLUMNS] for row in engine_summary(0.05, 0.0)]  # every cell
 
     table_csv, summary_csv = window.batch.export_csv(tmp_path / "out" / "results.csv")
     table = list(csv.DictReader(table_csv.open()))

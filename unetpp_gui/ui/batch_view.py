@@ -230,7 +230,9 @@ class BatchView(QWidget):
         self.table.setColumnWidth(1, 200)
         self.summary = QTableWidget(0, len(SUMMARY_COLUMNS))
         self.summary.setHorizontalHeaderLabels([SUMMARY_LABELS.get(c, c.replace("_", " ")) for c in SUMMARY_COLUMNS])
-        self.summary.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        # columns sized once per refresh (refresh_summary), not in ResizeToContents mode: that mode sized every
+        # column again at each cell set, 47 ms for 89 patients' rows (6 ms sized once; measured offscreen)
+        self.summary.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
         self.summary.horizontalHeader().setStretchLastSection(True)
         self.summary.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.summary.verticalHeader().setDefaultSectionSize(20)
@@ -304,7 +306,11 @@ class BatchView(QWidget):
         self.summary.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, key in enumerate(SUMMARY_COLUMNS):
-                self.summary.setItem(r, c, QTableWidgetItem(str(row[key])))
+                text, item = str(row[key]), self.summary.item(r, c)
+                if item is None:
+                    self.summary.setItem(r, c, QTableWidgetItem(text))
+                elif item.text() != text:  # most cells keep their text from one refresh to the next
+                    item.setText(text)
         self.summary.resizeColumnsToContents()
         self._summary_dirty = False
 
