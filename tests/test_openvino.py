@@ -135,9 +135,11 @@ def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, ds_mod
     with qtbot.waitSignal(win.model_changed, timeout=180_000):
         win.load_model(ds_model)
     assert win.model.runtime == "tensorflow" and win.model.openvino_pending  # never measured here: deferred
+    assert win.results.model.text().endswith("preparing OpenVINO…")
     with qtbot.waitSignal(win.runtime_changed, timeout=180_000):
         pass  # converted by a child process, then measured
     assert "measured" in win.model.runtime_note  # auto: whichever ran this model faster here
+    assert "preparing" not in win.results.model.text() and "from now on" in win.status.text()
     assert win.openvino_action.isEnabled()
     for _ in range(2):  # switch, and switch back; the choice is remembered
         was = win.model.runtime

@@ -210,7 +210,8 @@ class MainWindow(QMainWindow):
         model = self.model
         variant = ((f", pruned L{model.prune_level}" if model.prune_level else "") + (", TTA" if model.tta else "")
                    + (", bfloat16" if model.precision == "bfloat16" else "")
-                   + (", OpenVINO" if model.runtime == "openvino" else ""))
+                   + (", OpenVINO" if model.runtime == "openvino" else "")
+                   + (", preparing OpenVINO…" if model.openvino_pending else ""))
         # one line (the panel has no height to spare: a wrapped text was cut off); the rest in the tooltip
         self.results.model.setText(f"Model: {model.name}{variant}")
         menus.sync_inference_menu(self)
