@@ -407,3 +407,38 @@ def test_short_cli_run_leaves_openvino_for_later(ds_model: Path, phantom_folder:
     assert res.returncode == 0, res.stderr[-2000:]
     assert "inference runs on TensorFlow" in res.stderr and "not yet converted" in res.stderr
     assert not (tmp_path / "cache" / "unetpp-viewer" / "openvino").exists()
+
+
+def _conversion_children() -> list[str]:
+    """Command lines of running openvino_child processes (Linux: /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "unetpp_gui.core.openvino_child" in text:
+            found.append(text)
+    return found
+
+
+@needs_openvino
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
+def test_another_model_stops_the_background_conversion(qtbot, tmp_path: Path, ds_model: Path,
+                                                       tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PySide6.QtCore import QSettings
+
+    from unetpp_gui.ui.main_window import MainWindow
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=180_000):
+        win.load_model(ds_model, runtime="auto")
+    assert win.model.openvino_pending
+    qtbot.waitUntil(lambda: any(str(ds_model) in c for c in _conversion_children()), timeout=30_000)
+    with qtbot.waitSignal(win.model_changed, timeout=180_000):
+        win.load_model(tiny_model_path, runtime="tensorflow")
+    qtbot.waitUntil(lambda: not any(str(ds_model) in c for c in _conversion_children()), timeout=5_000)
+    assert win.model.runtime == "tensorflow" and not win.model.openvino_pending
+    win.close()

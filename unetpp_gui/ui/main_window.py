@@ -68,7 +68,7 @@ class MainWindow(QMainWindow):
         self._loading_model: Any = None
         self._jobs_alive: list[Any] = []  # keep workers referenced until they finish
         self._closed = False  # worker signals can arrive after the window is gone
-        self._stop_background = threading.Event()  # set at close: background preparation stops
+        self._preparing: threading.Event | None = None  # set it to stop the background preparation of OpenVINO
         self._jump_when_done = False
         self._build_central()
         self.batch = BatchView(self.store, self.thresholds())
@@ -186,6 +186,8 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._loading_model = None
+        if self._preparing is not None:
+            self._preparing.set()  # an earlier model's preparation of OpenVINO is of no use now
         old = self.model
         self.model = model
         meta = model.metadata
@@ -221,7 +223,8 @@ class MainWindow(QMainWindow):
         """"auto" where OpenVINO was never measured for this model here: the model runs on TensorFlow at once,
         a child process converts it for OpenVINO, and once no prediction runs both runtimes are measured; the
         one "auto" keeps takes over (cached: later starts begin with it)."""
-        worker = workers.prepare_openvino_worker(model, lambda: self._job is None, self._stop_background)
+        self._preparing = threading.Event()
+        worker = workers.prepare_openvino_worker(model, lambda: self._job is None, self._preparing)
         worker.returned.connect(lambda prepared: self._on_openvino_prepared(model, prepared))
         worker.errored.connect(lambda e: self._say(f"OpenVINO not prepared: {e}", error=True))
         self._track(worker)
@@ -684,7 +687,8 @@ class MainWindow(QMainWindow):
 
     def stop_work(self) -> None:
         """Cancel predictions and stop background preparation (its child process is killed)."""
-        self._stop_background.set()
+        if self._preparing is not None:
+            self._preparing.set()
         self.cancel_predictions()
 
     def closeEvent(self, event: Any) -> None:
