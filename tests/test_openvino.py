@@ -136,10 +136,12 @@ def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, ds_mod
         win.load_model(ds_model)
     assert win.model.runtime == "tensorflow" and win.model.openvino_pending  # never measured here: deferred
     assert win.results.model.text().endswith("preparing OpenVINO…")
+    assert win.model.batch_size_choice is None  # measured once, with both runtimes, by the preparation
     with qtbot.waitSignal(win.runtime_changed, timeout=180_000):
         pass  # converted by a child process, then measured
     assert "measured" in win.model.runtime_note  # auto: whichever ran this model faster here
     assert "preparing" not in win.results.model.text() and "from now on" in win.status.text()
+    assert win.model.batch_size_choice in (1, 2, 4, 8)
     assert win.openvino_action.isEnabled()
     for _ in range(2):  # switch, and switch back; the choice is remembered
         was = win.model.runtime
@@ -391,6 +393,7 @@ def test_deferred_conversion_failing_or_stopped_keeps_tensorflow(ds_model: Path,
     model = load_model(ds_model, runtime="auto", defer_openvino=True)
     kept = finish_openvino(model, why)
     assert kept.runtime == "tensorflow" and kept.runtime_note == f"TensorFlow: {why}" and not kept.openvino_pending
+    assert kept.batch_size_choice in (1, 2, 4, 8)  # measured on TensorFlow, as a load without OpenVINO does
     missing = finish_openvino(model)  # the child said yes but the cache holds nothing: no conversion in-process
     assert missing.runtime == "tensorflow" and "not in the cache" in missing.runtime_note
 

@@ -116,9 +116,11 @@ def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | 
     model = load_model(path, trust=trust, prune_level=prune_level, tta=tta, precision=precision, runtime=runtime,
                        defer_openvino=True)
     # Warm up (trace the graph here, alone, so the first real slice is not slowed by it and the trace never
-    # runs beside the decode thread) and choose the batch size by measurement, cached per model and machine.
+    # runs beside the decode thread) and choose the batch size by measurement, cached per model and machine;
+    # with OpenVINO pending, its preparation measures both runtimes at every size later (not twice, and not
+    # before the first slice).
     model.warm_up()
-    if model.input_hw is not None:
+    if model.input_hw is not None and not model.openvino_pending:
         from unetpp_gui.core.batching import best_batch_size, describe
 
         size, times, cached = best_batch_size(model)

@@ -461,10 +461,10 @@ DEFERRED_NOTE = "OpenVINO not yet converted and measured for this model on this 
 def finish_openvino(model: LoadedModel, failed: str | None = None) -> LoadedModel:
     """For a model loaded with ``defer_openvino`` whose conversion is now in the cache (converted by another
     process: :mod:`unetpp_gui.core.openvino_child`): measure both runtimes as "auto" does and return a copy that
-    runs the one it keeps, with the batch size measured for it; ``model`` itself is not touched, so
-    predictions running on it meanwhile are undisturbed (adopt the copy with :meth:`LoadedModel.take_runtime`).
-    ``failed``: why the conversion could not be made; the copy stays on TensorFlow and says so. Seconds of
-    work: call it off the GUI thread."""
+    runs the one it keeps, with the batch size measured for it (the viewer measures none before); ``model``
+    itself is not touched, so predictions running on it meanwhile are undisturbed (adopt the copy with
+    :meth:`LoadedModel.take_runtime`). ``failed``: why the conversion could not be made; the copy stays on
+    TensorFlow and says so. Seconds of work: call it off the GUI thread."""
     import copy
 
     from unetpp_gui.core.batching import best_batch_size, describe
@@ -474,12 +474,11 @@ def finish_openvino(model: LoadedModel, failed: str | None = None) -> LoadedMode
     prepared.openvino_pending = False
     if failed is not None:
         prepared.runtime_note = f"TensorFlow: {failed}"
-        return prepared
-
-    def missing() -> Any:  # converting here would hold the interpreter lock for seconds beside the GUI
-        raise ModelError("the conversion is not in the cache")
-    _try_openvino(prepared, missing, [], explicit=False)
-    if prepared.input_hw is not None:
+    else:
+        def missing() -> Any:  # converting here would hold the interpreter lock for seconds beside the GUI
+            raise ModelError("the conversion is not in the cache")
+        _try_openvino(prepared, missing, [], explicit=False)
+    if prepared.input_hw is not None:  # measured with both runtimes above (cached), or on TensorFlow now
         size, times, cached = best_batch_size(prepared)
         prepared.batch_size_choice, prepared.batch_size_note = size, describe(size, times, cached)
     return prepared
