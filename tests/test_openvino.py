@@ -140,7 +140,8 @@ def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, ds_mod
     with qtbot.waitSignal(win.runtime_changed, timeout=180_000):
         pass  # converted by a child process, then measured
     assert "measured" in win.model.runtime_note  # auto: whichever ran this model faster here
-    assert "preparing" not in win.results.model.text() and "from now on" in win.status.text()
+    assert "preparing" not in win.results.model.text() and "measured here" in win.status.text()
+    assert ("runs on OpenVINO" if win.model.runtime == "openvino" else "stays on TensorFlow") in win.status.text()
     assert win.model.batch_size_choice in (1, 2, 4, 8)
     assert win.openvino_action.isEnabled()
     for _ in range(2):  # switch, and switch back; the choice is remembered

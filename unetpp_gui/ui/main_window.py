@@ -235,9 +235,10 @@ class MainWindow(QMainWindow):
             return  # closed, or another model (or variant) was loaded meanwhile
         model.take_runtime(prepared)
         self._show_model()
-        runtime = "OpenVINO" if model.runtime == "openvino" else "TensorFlow"
-        note = model.runtime_note.split("; ", 1)[-1].removeprefix("TensorFlow: ")
-        self._say(f"Inference runs on {runtime} from now on ({note}).")
+        note = model.runtime_note
+        detail = note[note.find("measured here"):] if "measured here" in note else note.removeprefix("TensorFlow: ")
+        self._say(("Inference runs on OpenVINO from now on" if model.runtime == "openvino" else
+                   "Inference stays on TensorFlow") + f" ({detail}).")
         self.runtime_changed.emit(model.runtime)
 
     def _on_model_error(self, exc: BaseException) -> None:
