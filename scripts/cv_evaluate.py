@@ -4,10 +4,13 @@ Each fold model (``scripts/cv_jobs.py``, trained by ``scripts/gpu_train.sh``) pr
 patients; the pooled predictions give the out-of-fold figures (untuned, and with the pixel threshold, area-ratio
 threshold and 3-D filter calibrated on all of them, as ``unetpp evaluate --calibrate`` does on one split).
 ``--calibrate-into FINAL.h5`` stores those settings in the final run's model (trained on every development
-patient, so it has no validation split of its own).
+patient, so it has no validation split of its own). ``--save-maps DIR`` keeps each fold's out-of-fold
+predictions as ``DIR/<fold>.oof.npz`` (about 1 MiB per 19 patients); such a file can stand in for its fold
+model later, so the pooled figures do not need the fold models kept (``--data`` is then not needed for it).
 
     python scripts/cv_evaluate.py runs/cv/cv1.h5 ... runs/cv/cv5.h5 --data ../shared/data/lgg \\
-        --report oof.json [--calibrate-into runs/cv/cv_all.h5]
+        --report oof.json [--calibrate-into runs/cv/cv_all.h5] [--save-maps runs/cv]
+    python scripts/cv_evaluate.py runs/cv/cv1.oof.npz runs/cv/cv2.h5 ... --data ../shared/data/lgg
 """
 
 from __future__ import annotations
@@ -23,19 +26,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folds", type=Path, nargs="+")
-    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--data", nargs="+", default=[], help="the data set (needed for fold models, not for .npz maps)")
     p.add_argument("--report", type=Path, help="write the figures (.json, else markdown)")
     p.add_argument("--calibrate-into", type=Path, help="store the out-of-fold calibration in this model")
+    p.add_argument("--save-maps", type=Path, metavar="DIR", help="write each fold's predictions to DIR/<fold>.oof.npz")
     p.add_argument("--batch-size", type=int, default=8)
     args = p.parse_args()
+    if not args.data and any(f.suffix != ".npz" for f in args.folds):
+        p.error("--data is needed to run fold models (only .npz maps can go without it)")
 
     from training.data import find_pairs
-    from training.evaluate import (calibrate_filter, markdown, metrics_at, out_of_fold, store_thresholds,
-                                   with_patient_filter, write_report)
+    from training.evaluate import (calibrate_filter, markdown, metrics_at, out_of_fold, save_maps,
+                                   store_thresholds, with_patient_filter, write_report)
 
     start = time.monotonic()
     try:
-        items, held = out_of_fold(args.folds, find_pairs(args.data).pairs, args.batch_size)
+        pairs = find_pairs(args.data).pairs if args.data else []
+        items, held = out_of_fold(args.folds, pairs, args.batch_size)
     except ValueError as exc:
         print(f"cv_evaluate: error: {exc}", file=sys.stderr)
         return 2
@@ -46,11 +53,15 @@ def main() -> int:
     cpt, cdt, cf = calibrate_filter(items)
     results = {"untuned (0.5, 0.001, no 3-D filter)": metrics_at(items, 0.5, 0.001),
                "calibrated out of fold": metrics_at(with_patient_filter(items, cpt, cf), cpt, cdt)}
-    for fold in args.folds:  # each fold's own patients at the pooled settings
-        mine = [it for it in items if held[it.patient] == fold.name]
+    for fold in dict.fromkeys(held.values()):  # each fold's own patients at the pooled settings
+        mine = [it for it in items if held[it.patient] == fold]
         if mine:
-            results[f"{fold.name} (its patients, pooled settings)"] = metrics_at(
+            results[f"{fold} (its patients, pooled settings)"] = metrics_at(
                 with_patient_filter(mine, cpt, cf), cpt, cdt)
+        if args.save_maps and mine:
+            args.save_maps.mkdir(parents=True, exist_ok=True)
+            out = save_maps(args.save_maps / f"{Path(fold).stem}.oof.npz", mine, fold)
+            print(f"saved {len(mine)} slices' predictions to {out}", file=sys.stderr)
     report = {"model": f"{len(args.folds)} folds, out of fold", "seconds": time.monotonic() - start,
               "patients_why": f"every fold's own validation patients ({len(held)})", "held_out_by": held,
               "calibration": {"pixel_threshold": cpt, "decision_threshold": cdt, "patient_filter": cf},

@@ -92,6 +92,41 @@ def test_out_of_fold_pools_each_folds_own_patients_and_calibrates_the_final_mode
     assert run.returncode == 2 and "PB is held out by both cv1.h5 and cv3.h5" in run.stderr
 
 
+def test_saved_out_of_fold_maps_stand_in_for_the_fold_models(tmp_path: Path) -> None:
+    """--save-maps writes each fold's predictions; the pooled report from the maps alone (no models, no
+    --data) or mixed with a model equals the report from the models, to the last digit."""
+    import numpy as np
+
+    data = phantom_patients(tmp_path / "data", ["PA", "PB", "PC", "PD", "PE"], n=4)
+    folds = [_fold_model(tmp_path / "cv1.h5", ["PA", "PB"], 1), _fold_model(tmp_path / "cv2.h5", ["PC", "PD"], 2)]
+    script = str(ROOT / "scripts" / "cv_evaluate.py")
+
+    def report(*args: str) -> dict:
+        out = tmp_path / "r.json"
+        run = subprocess.run([sys.executable, script, *args, "--report", str(out)], capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        doc = json.loads(out.read_text())
+        doc.pop("seconds")
+        return doc
+
+    maps = tmp_path / "maps"
+    from_models = report(*map(str, folds), "--data", str(data), "--save-maps", str(maps))
+    saved = sorted(p.name for p in maps.iterdir())
+    assert saved == ["cv1.oof.npz", "cv2.oof.npz"]
+    with np.load(maps / "cv1.oof.npz") as f:
+        assert sorted(set(f["patient"].tolist())) == ["PA", "PB"] and str(f["model"]) == "cv1.h5"
+        floor = int(f["floor"])
+        assert floor == 12 and not ((f["prob"] > 0) & (f["prob"] <= floor)).any()
+    assert report(str(maps / "cv1.oof.npz"), str(maps / "cv2.oof.npz")) == from_models
+    assert report(str(maps / "cv1.oof.npz"), str(folds[1]), "--data", str(data)) == from_models
+    run = subprocess.run([sys.executable, script, str(maps / "cv1.oof.npz"), str(folds[0]), "--data", str(data)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "PA is held out by both cv1.h5 and cv1.h5" in run.stderr
+    run = subprocess.run([sys.executable, script, str(folds[0])], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "--data is needed" in run.stderr
+
+
 @pytest.mark.slow
 def test_cpu_jobs_script_starts_resumes_and_skips_finished_jobs(tmp_path: Path) -> None:
     """scripts/cpu_jobs.sh: a fresh job starts (with the extra options), one with an unfinished checkpoint goes

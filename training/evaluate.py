@@ -58,24 +58,70 @@ def collect(model: Any, pairs: Sequence[Any], batch_size: int = 8, progress: Any
 def out_of_fold(models: Sequence[str | Path], pairs: Sequence[Any], batch_size: int = 8,
                 progress: Any = None) -> tuple[list[Evaluated], dict[str, str]]:
     """Cross-validation: each fold model run on its own stored validation patients only, pooled (maps kept,
-    for calibration). Returns the items and which model held out each patient; a patient held out by two
-    models, or a model without a validation split, is an error."""
+    for calibration). A ``.npz`` written by :func:`save_maps` stands for its fold model (no model run).
+    Returns the items and which model held out each patient; a patient held out by two folds, or a model
+    without a validation split, is an error."""
     from unetpp_gui.core.model_io import load_model
 
     held: dict[str, str] = {}
     items: list[Evaluated] = []
     for path in map(Path, models):
-        model = load_model(path)
-        val = list((model.metadata.training.get("split") or {}).get("validation") or [])
-        if not val:
-            raise ValueError(f"{path.name} stores no validation patients: not a cross-validation fold")
+        if path.suffix == ".npz":
+            mine_items, name = load_maps(path)
+            val = sorted({it.patient for it in mine_items})
+        else:
+            model = load_model(path)
+            name = path.name
+            val = list((model.metadata.training.get("split") or {}).get("validation") or [])
+            if not val:
+                raise ValueError(f"{path.name} stores no validation patients: not a cross-validation fold")
         twice = sorted(set(val) & set(held))
         if twice:
-            raise ValueError(f"{twice[0]} is held out by both {held[twice[0]]} and {path.name}: folds must not overlap")
-        held.update({p: path.name for p in val})
-        mine = [q for q in pairs if q.patient in set(val)]
-        items.extend(collect(model, mine, batch_size, progress, keep_maps=True))
+            raise ValueError(f"{twice[0]} is held out by both {held[twice[0]]} and {name}: folds must not overlap")
+        held.update({p: name for p in val})
+        if path.suffix != ".npz":
+            mine = [q for q in pairs if q.patient in set(val)]
+            mine_items = collect(model, mine, batch_size, progress, keep_maps=True)
+        items.extend(mine_items)
     return items, held
+
+
+def save_maps(path: str | Path, items: Sequence[Evaluated], model_name: str) -> Path:
+    """Write one fold's out-of-fold predictions (probability levels and ground truth, maps kept) to a
+    compressed ``.npz``, so the pooled figures and calibration can be recomputed without the fold's model.
+
+    Levels at or below the lowest calibrated pixel threshold are stored as 0: no figure of
+    :func:`metrics_at` or :func:`calibrate_filter` reads them, and the file shrinks about tenfold.
+    """
+    if not items:
+        raise ValueError("no slices to save")
+    if any(it.prob_q is None or it.gt is None for it in items):
+        raise ValueError("saving maps needs collect(..., keep_maps=True)")
+    if len({it.prob_q.shape for it in items}) != 1:  # type: ignore[union-attr]
+        raise ValueError("saved maps must share one slice size")
+    from unetpp_gui.core.postprocess import threshold_level
+
+    floor = threshold_level(min(PIXEL_GRID))
+    prob = np.stack([it.prob_q for it in items])  # type: ignore[misc]
+    prob[prob <= floor] = 0
+    gt = np.stack([it.gt for it in items]).astype(bool)  # type: ignore[misc]
+    path = Path(path)
+    np.savez_compressed(path, prob=prob, gt=np.packbits(gt, axis=None), shape=np.array(gt.shape),
+                        patient=np.array([it.patient for it in items]),
+                        slice=np.array([f"{it.path.parent.name}/{it.path.name}" for it in items]),
+                        model=np.array(model_name), floor=np.array(floor))
+    return path
+
+
+def load_maps(path: str | Path) -> tuple[list[Evaluated], str]:
+    """The items a :func:`save_maps` file holds (in their saved order) and the name of the model that made them."""
+    with np.load(path) as f:
+        shape = tuple(int(x) for x in f["shape"])
+        gt = np.unpackbits(f["gt"], count=int(np.prod(shape))).reshape(shape).astype(bool)
+        prob = f["prob"]
+        items = [Evaluated(str(p), Path(str(s)), SliceStats.from_map(q, g), q, g)
+                 for p, s, q, g in zip(f["patient"], f["slice"], prob, gt)]
+        return items, str(f["model"])
 
 
 def with_patient_filter(items: Sequence[Evaluated], pixel_threshold: float,
