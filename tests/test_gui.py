@@ -167,6 +167,49 @@ def test_responsiveness_heartbeat_during_50_slices(qtbot, window: MainWindow, tm
     assert worst < 500
 
 
+def _phantom_folder(folder: Path, n: int) -> Path:
+    from PIL import Image
+
+    from unetpp_gui.core.phantom import phantom
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(phantom(64, seed=i)[0]).save(folder / f"p_{i}.png")
+    return folder
+
+
+def test_first_job_starts_after_the_panels_first_paint(qtbot, window: MainWindow, tmp_path: Path,
+                                                       tiny_model_path: Path, monkeypatch) -> None:
+    """The panels' first paint (30-50 ms on 2 cores) is not made to compete with a starting prediction job:
+    the job starts once the views have been painted; a window that is never painted still predicts."""
+    from PySide6.QtCore import QEvent, QObject
+
+    from unetpp_gui import workers
+
+    order: list[str] = []
+
+    class Spy(QObject):
+        def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+            if event.type() == QEvent.Paint:
+                order.append("paint")
+            return False
+
+    real = workers.predict_worker
+    monkeypatch.setattr(workers, "predict_worker", lambda *a, **k: (order.append("job"), real(*a, **k))[1])
+    spy = Spy()
+    window.panels.glw.viewport().installEventFilter(spy)
+    _open_and_wait(qtbot, window, [_phantom_folder(tmp_path / "a", 3)])
+    assert "job" in order and order.index("paint") < order.index("job"), order
+    assert len(window.store.compact) == 3
+
+    hidden = MainWindow(settings=QSettings(str(tmp_path / "h.ini"), QSettings.IniFormat), batch_size=4)
+    qtbot.addWidget(hidden)  # never shown: no paint comes, the job starts anyway
+    with qtbot.waitSignal(hidden.model_changed, timeout=WAIT):
+        hidden.load_model(tiny_model_path)
+    _open_and_wait(qtbot, hidden, [_phantom_folder(tmp_path / "b", 2)])
+    assert len(hidden.store.compact) == 2
+
+
 def _window_with_model(qtbot, ini: str, model: Path) -> MainWindow:
     """A window with its settings in ``ini``, once ``model`` is loaded."""
     win = MainWindow(settings=QSettings(ini, QSettings.IniFormat))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -413,8 +414,8 @@ def test_short_cli_run_leaves_openvino_for_later(ds_model: Path, phantom_folder:
     assert not (tmp_path / "cache" / "unetpp-viewer" / "openvino").exists()
 
 
-def _conversion_children() -> list[str]:
-    """Command lines of running openvino_child processes (Linux: /proc)."""
+def _conversion_children(with_pid: bool = False) -> list:
+    """Command lines (``with_pid``: (pid, command line)) of running openvino_child processes (Linux: /proc)."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -422,8 +423,16 @@ def _conversion_children() -> list[str]:
         except OSError:
             continue
         if "unetpp_gui.core.openvino_child" in text:
-            found.append(text)
+            found.append((int(cmdline.parent.name), text) if with_pid else text)
     return found
+
+
+def _niceness(pid: int) -> int | None:
+    """A process's nice value (field 19 of /proc/PID/stat), None once it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @needs_openvino
@@ -441,6 +450,12 @@ def test_another_model_stops_the_background_conversion(qtbot, tmp_path: Path, ds
         win.load_model(ds_model, runtime="auto")
     assert win.model.openvino_pending
     qtbot.waitUntil(lambda: any(str(ds_model) in c for c in _conversion_children()), timeout=30_000)
+    # the conversion runs at a lower priority than the window and its batch
+    from unetpp_gui.core.openvino_child import NICENESS
+
+    child = next(pid for pid, c in _conversion_children(with_pid=True) if str(ds_model) in c)
+    expected = min(19, _niceness(os.getpid()) + NICENESS)
+    qtbot.waitUntil(lambda: _niceness(child) == expected, timeout=30_000)
     with qtbot.waitSignal(win.model_changed, timeout=180_000):
         win.load_model(tiny_model_path, runtime="tensorflow")
     qtbot.waitUntil(lambda: not any(str(ds_model) in c for c in _conversion_children()), timeout=5_000)

@@ -22,6 +22,9 @@ from typing import Sequence
 
 #: A conversion took 6-11 s on 2 cores; one that runs far longer is stuck.
 TIMEOUT_S = 600.0
+#: The child's scheduling niceness (POSIX; below-normal priority on Windows): the conversion is background
+#: work and must not take CPU time from the window or the running batch on a machine with few cores.
+NICENESS = 10
 FLAG, ENV = "--openvino-child", "UNETPP_OPENVINO_CHILD"
 
 
@@ -41,7 +44,8 @@ def convert(path: str | Path, prune_level: int | None, stop: threading.Event | N
     env = {**os.environ, **extra, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE,
+                                creationflags=getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0))
     except OSError as exc:
         return f"OpenVINO's conversion could not start ({exc})"
     deadline = time.monotonic() + timeout_s
@@ -88,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--prune", type=int, default=None)
     args = p.parse_args(argv)
     _exit_with_parent()
+    if hasattr(os, "nice"):  # here rather than a preexec_fn, which would make the parent fork() instead of vfork()
+        os.nice(NICENESS)
     from unetpp_gui.core.errors import ModelError
     from unetpp_gui.core.model_io import load_model
 

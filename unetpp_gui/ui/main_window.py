@@ -11,7 +11,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication, QDockWidget, QFrame, QLabel, QMainWindow, QMessageBox,
@@ -63,6 +63,7 @@ class MainWindow(QMainWindow):
         self.current: Path | None = None
         self.predicted_count = 0  # slices run through the model in this window
         self._job: Any = None
+        self._hold_jobs = False  # True from the panels' first appearance until they have been painted
         self.job_progress = JobProgress(0)
         self.threshold_model = ThresholdModel()  # what the controls edit and every view reads
         self._loading_model: Any = None
@@ -329,10 +330,15 @@ class MainWindow(QMainWindow):
         for path, why in found.problems:
             self._say(f"{path}: {why}", error=True)
         added = self.store.add_paths(found.slices)
-        if self.store.paths:
+        first_show = bool(self.store.paths) and self.center.currentWidget() is not self.panels
+        if first_show:
             self.center.setCurrentWidget(self.panels)
+            self._hold_jobs = True
+            self.panels.after_first_paint(self._release_jobs)
         self.slice_list.list_model.sync()
         self.batch.sync_rows()
+        if first_show:  # settle the new layout now: one paint at its final geometry instead of three in a row
+            QApplication.sendPostedEvents(None, QEvent.LayoutRequest)
         if not found.slices and not found.problems:
             self._say("No image slices found there.", error=True)
         if added:
@@ -343,8 +349,13 @@ class MainWindow(QMainWindow):
         self.schedule_predictions()
 
     # ----- prediction jobs -------------------------------------------------------------------------
+    def _release_jobs(self) -> None:
+        self._hold_jobs = False
+        if not self._closed:
+            self.schedule_predictions()
+
     def schedule_predictions(self) -> None:
-        if self.model is None or self._job is not None:
+        if self.model is None or self._job is not None or self._hold_jobs:
             return
         pending = prediction_order(self.store.pending(), self.current, self.store.patient,
                                    whole_patient=self.active_patient_filter() is not None)

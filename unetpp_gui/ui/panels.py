@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from unetpp_gui.core.overlay import GT_COLOR, contour
@@ -57,6 +59,30 @@ class ImagePanels(QWidget):
         self.mask: np.ndarray | None = None
         self.overlay: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None
+
+    def after_first_paint(self, callback: Callable[[], None], fallback_ms: int = 500) -> None:
+        """Call ``callback`` once, as soon as the views have next been painted (or after ``fallback_ms``
+        where no paint comes, e.g. a minimised window): the window starts its first prediction job only after
+        the panels' first paint, which costs 30-50 ms on 2 cores and, competing with a starting job for the
+        CPU, stalled the GUI for 50-60 ms."""
+        done = [False]
+        viewport = self.glw.viewport()
+
+        def fire() -> None:
+            if not done[0]:
+                done[0] = True
+                viewport.removeEventFilter(gate)
+                callback()
+
+        class _Gate(QObject):
+            def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+                if event.type() == QEvent.Paint:
+                    QTimer.singleShot(0, self, fire)  # once this paint is done
+                return False
+
+        gate = _Gate(self)
+        viewport.installEventFilter(gate)
+        QTimer.singleShot(fallback_ms, gate, fire)
 
     def showEvent(self, event: object) -> None:
         """Shown again (the window's start page swapped for the panels): the graphics view missed the
@@ -172,13 +198,16 @@ class ImagePanels(QWidget):
         self.overlay_item.setImage(overlay, autoLevels=False, levels=(0, 255))
 
     def warm_up(self) -> None:
-        """Draw every view once with blank data while the app is idle: pyqtgraph's first paint costs
-        tens of milliseconds, which would otherwise stall the GUI on the first real slice."""
+        """Lay out and draw every view once, off screen, with blank data while the app is idle: the first
+        layout and paint of the views cost tens of milliseconds, which would otherwise stall the GUI when
+        the panels first appear and on the first slice, while a prediction job competes for the CPU.
+        Rendering into a pixmap works while the panels are hidden behind the start page."""
         blank = np.zeros((256, 256, 3), np.uint8)
         self.image_item.setImage(blank, autoLevels=False, levels=(0, 255))
         self.mask_item.setImage(blank[..., 0], lut=None, autoLevels=False, levels=(0, 255))
         self.overlay_item.setImage(blank, autoLevels=False, levels=(0, 255))
         self.fit()
+        self.grab()
 
     def clear(self) -> None:
         for item in (self.image_item, self.gt_item, self.mask_item, self.overlay_item):
