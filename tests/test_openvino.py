@@ -358,7 +358,29 @@ def test_deferred_auto_converts_in_a_child_process_then_measures(ds_model: Path,
     assert model.runtime == "tensorflow" and model.openvino_pending and DEFERRED_NOTE in model.runtime_note
     assert not cache_folder().exists()  # not converted, not measured
     expected = model.predict_batch(_batch())
-    assert convert(ds_model, None) is None  # a real child process
+    import threading
+    import time
+
+    from unetpp_gui.core.openvino_child import NICENESS
+
+    seen: set = set()  # the child's niceness while it converts: it lowers its own priority, whoever started it
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(n for pid, c in _conversion_children(with_pid=True) if str(ds_model) in c
+                        for n in [_niceness(pid)] if n is not None)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert convert(ds_model, None) is None  # a real child process, started by this (normal-priority) thread
+    finally:
+        done.set()
+        watcher.join()
+    if Path("/proc/self/stat").exists() and os.getpriority(os.PRIO_PROCESS, 0) < NICENESS:
+        assert NICENESS in seen and max(seen) == NICENESS, seen
     assert len(list(cache_folder().glob("*.xml"))) == 1 and cached_runtime_choice(model) is None
     prepared = finish_openvino(model)
     keep, times = cached_runtime_choice(model)  # measured now, and cached for later starts
@@ -450,12 +472,12 @@ def test_another_model_stops_the_background_conversion(qtbot, tmp_path: Path, ds
         win.load_model(ds_model, runtime="auto")
     assert win.model.openvino_pending
     qtbot.waitUntil(lambda: any(str(ds_model) in c for c in _conversion_children()), timeout=30_000)
-    # the conversion runs at a lower priority than the window and its batch
+    # the conversion runs at the background priority of the viewer's workers (inherited, and kept: not lowered twice)
     from unetpp_gui.core.openvino_child import NICENESS
 
     child = next(pid for pid, c in _conversion_children(with_pid=True) if str(ds_model) in c)
-    expected = min(19, _niceness(os.getpid()) + NICENESS)
-    qtbot.waitUntil(lambda: _niceness(child) == expected, timeout=30_000)
+    qtbot.wait(1500)
+    assert _niceness(child) in (NICENESS, None)  # None: the conversion already ended
     with qtbot.waitSignal(win.model_changed, timeout=180_000):
         win.load_model(tiny_model_path, runtime="tensorflow")
     qtbot.waitUntil(lambda: not any(str(ds_model) in c for c in _conversion_children()), timeout=5_000)

@@ -86,14 +86,26 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
+def _background() -> None:
+    """Run at :data:`NICENESS` whoever started the child (the viewer's worker threads already run at it, and
+    a child inherits its starting thread's; a command line does not). Set here rather than in a preexec_fn,
+    which would make the parent fork() instead of vfork()."""
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < NICENESS:
+            os.setpriority(os.PRIO_PROCESS, 0, NICENESS)
+    except OSError:
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="openvino_child", description="Convert a model for OpenVINO into the cache.")
     p.add_argument("model")
     p.add_argument("--prune", type=int, default=None)
     args = p.parse_args(argv)
     _exit_with_parent()
-    if hasattr(os, "nice"):  # here rather than a preexec_fn, which would make the parent fork() instead of vfork()
-        os.nice(NICENESS)
+    _background()
     from unetpp_gui.core.errors import ModelError
     from unetpp_gui.core.model_io import load_model
 
