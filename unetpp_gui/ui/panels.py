@@ -17,6 +17,29 @@ TITLES = ("Image", "Mask", "Overlay")
 LAYOUTS = ("side", "single", "grid")
 
 
+class _PaintGate(QObject):
+    """Calls back once after the next paint of ``widget`` has been done, or after ``fallback_ms``."""
+
+    def __init__(self, widget: QWidget, callback: Callable[[], None], fallback_ms: int) -> None:
+        super().__init__(widget)
+        self._widget, self._callback = widget, callback
+        widget.installEventFilter(self)
+        QTimer.singleShot(fallback_ms, self, self._fire)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Paint:
+            QTimer.singleShot(0, self, self._fire)  # runs once this paint is done
+        return False
+
+    def _fire(self) -> None:
+        if self._callback is None:
+            return
+        callback, self._callback = self._callback, None
+        self._widget.removeEventFilter(self)
+        self.deleteLater()
+        callback()
+
+
 class ImagePanels(QWidget):
     """Shows one slice; emits a cursor read-out string as the mouse moves over any panel."""
 
@@ -62,27 +85,10 @@ class ImagePanels(QWidget):
 
     def after_first_paint(self, callback: Callable[[], None], fallback_ms: int = 500) -> None:
         """Call ``callback`` once, as soon as the views have next been painted (or after ``fallback_ms``
-        where no paint comes, e.g. a minimised window): the window starts its first prediction job only after
-        the panels' first paint, which costs 30-50 ms on 2 cores and, competing with a starting job for the
-        CPU, stalled the GUI for 50-60 ms."""
-        done = [False]
-        viewport = self.glw.viewport()
-
-        def fire() -> None:
-            if not done[0]:
-                done[0] = True
-                viewport.removeEventFilter(gate)
-                callback()
-
-        class _Gate(QObject):
-            def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-                if event.type() == QEvent.Paint:
-                    QTimer.singleShot(0, self, fire)  # once this paint is done
-                return False
-
-        gate = _Gate(self)
-        viewport.installEventFilter(gate)
-        QTimer.singleShot(fallback_ms, gate, fire)
+        where no paint comes, e.g. a window never shown): the window starts its first prediction job only
+        after the panels' first paint, which costs 30-50 ms on 2 cores and, competing with a starting job,
+        stalled the GUI for 50-60 ms."""
+        _PaintGate(self.glw.viewport(), callback, fallback_ms)
 
     def showEvent(self, event: object) -> None:
         """Shown again (the window's start page swapped for the panels): the graphics view missed the
