@@ -5,7 +5,7 @@ patients; the pooled predictions give the out-of-fold figures (untuned, and with
 threshold and 3-D filter calibrated on all of them, as ``unetpp evaluate --calibrate`` does on one split).
 ``--calibrate-into FINAL.h5`` stores those settings in the final run's model (trained on every development
 patient, so it has no validation split of its own). ``--save-maps DIR`` keeps each fold's out-of-fold
-predictions as ``DIR/<fold>.oof.npz`` (about 1 MiB per 19 patients); such a file can stand in for its fold
+predictions as ``DIR/<fold>.oof.npz`` (about 0.4 MiB per 19 patients); such a file can stand in for its fold
 model later, so the pooled figures do not need the fold models kept (``--data`` is then not needed for it).
 
     python scripts/cv_evaluate.py runs/cv/cv1.h5 ... runs/cv/cv5.h5 --data ../shared/data/lgg \\
