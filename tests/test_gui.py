@@ -10,6 +10,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel
 
+from tests.conftest import phantom_patients
 from unetpp_gui.core.discovery import discover
 from unetpp_gui.core.image_io import load_image
 from unetpp_gui.core.inference import predict_array
@@ -167,17 +168,6 @@ def test_responsiveness_heartbeat_during_50_slices(qtbot, window: MainWindow, tm
     assert worst < 500
 
 
-def _phantom_folder(folder: Path, n: int) -> Path:
-    from PIL import Image
-
-    from unetpp_gui.core.phantom import phantom
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray(phantom(64, seed=i)[0]).save(folder / f"p_{i}.png")
-    return folder
-
-
 def test_first_job_starts_after_the_panels_first_paint(qtbot, window: MainWindow, tmp_path: Path,
                                                        tiny_model_path: Path, monkeypatch) -> None:
     """The panels' first paint (30-50 ms on 2 cores) is not made to compete with a starting prediction job:
@@ -198,7 +188,7 @@ def test_first_job_starts_after_the_panels_first_paint(qtbot, window: MainWindow
     monkeypatch.setattr(workers, "predict_worker", lambda *a, **k: (order.append("job"), real(*a, **k))[1])
     spy = Spy()
     window.panels.glw.viewport().installEventFilter(spy)
-    _open_and_wait(qtbot, window, [_phantom_folder(tmp_path / "a", 3)])
+    _open_and_wait(qtbot, window, [phantom_patients(tmp_path / "a", ["PA"], n=3)])
     assert "job" in order and order.index("paint") < order.index("job"), order
     assert len(window.store.compact) == 3
 
@@ -206,7 +196,7 @@ def test_first_job_starts_after_the_panels_first_paint(qtbot, window: MainWindow
     qtbot.addWidget(hidden)  # never shown: no paint comes, the job starts anyway
     with qtbot.waitSignal(hidden.model_changed, timeout=WAIT):
         hidden.load_model(tiny_model_path)
-    _open_and_wait(qtbot, hidden, [_phantom_folder(tmp_path / "b", 2)])
+    _open_and_wait(qtbot, hidden, [phantom_patients(tmp_path / "b", ["PB"], n=2)])
     assert len(hidden.store.compact) == 2
 
 
@@ -346,7 +336,7 @@ def test_model_work_runs_at_background_priority(tiny_model_path: Path, phantom_f
     import subprocess
     import sys
 
-    from unetpp_gui.workers import BACKGROUND_NICE
+    from unetpp_gui.core.priority import BACKGROUND_NICE
 
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     crash_log = phantom_folder.parent / "faulthandler.txt"

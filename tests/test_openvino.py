@@ -361,7 +361,7 @@ def test_deferred_auto_converts_in_a_child_process_then_measures(ds_model: Path,
     import threading
     import time
 
-    from unetpp_gui.core.openvino_child import NICENESS
+    from unetpp_gui.core.priority import BACKGROUND_NICE as NICENESS
 
     seen: set = set()  # the child's niceness while it converts: it lowers its own priority, whoever started it
     done = threading.Event()
@@ -473,7 +473,7 @@ def test_another_model_stops_the_background_conversion(qtbot, tmp_path: Path, ds
     assert win.model.openvino_pending
     qtbot.waitUntil(lambda: any(str(ds_model) in c for c in _conversion_children()), timeout=30_000)
     # the conversion runs at the background priority of the viewer's workers (inherited, and kept: not lowered twice)
-    from unetpp_gui.core.openvino_child import NICENESS
+    from unetpp_gui.core.priority import BACKGROUND_NICE as NICENESS
 
     child = next(pid for pid, c in _conversion_children(with_pid=True) if str(ds_model) in c)
     qtbot.wait(1500)

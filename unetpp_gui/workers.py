@@ -15,7 +15,6 @@ TensorFlow's per-thread state does not survive that.
 from __future__ import annotations
 
 import inspect
-import os
 import sys
 import threading
 import time
@@ -24,10 +23,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 from superqt.utils import FunctionWorker, GeneratorWorker, thread_worker
 
+from unetpp_gui.core.priority import background_priority
+
 __all__ = ["discover_worker", "export_masks_worker", "export_study_worker", "inspect_folder_worker",
            "load_model_worker", "network_worker", "predict_worker", "prepare_openvino_worker"]
 
-BACKGROUND_NICE = 10
 #: The interpreter's thread switch interval while a window is open (Python's default: 5 ms). A worker running
 #: Python code holds the interpreter lock for up to this long before a waiting GUI thread gets it; at 1 ms the
 #: longest event-loop stall of a 300-slice batch fell from 31-71 ms (6 runs) to 31-49 ms (6 runs) on 2 cores,
@@ -78,24 +78,6 @@ def wait_for_workers(timeout_s: float = 5.0) -> bool:
     for thread in list(_threads):
         thread.join(max(0.0, deadline - time.monotonic()))
     return not any(t.is_alive() for t in _threads)
-
-
-def background_priority() -> None:
-    """Lower this thread's CPU priority (Linux/Unix; nice is per thread there).
-
-    TensorFlow's compute threads are created by the thread that first runs TensorFlow and inherit
-    its priority, so on a machine with few cores the GUI thread still gets the CPU at once when it
-    needs to paint. A busy worker loses nothing when the GUI is idle.
-    """
-    if not hasattr(os, "setpriority"):
-        return
-    try:
-        tid = threading.get_native_id()
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        if current < BACKGROUND_NICE:
-            os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICE)
-    except OSError:
-        pass
 
 
 def favour_gui_thread() -> None:

@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from unetpp_gui.core.priority import background_priority
+
 #: A conversion took 6-11 s on 2 cores; one that runs far longer is stuck.
 TIMEOUT_S = 600.0
-#: The child's scheduling niceness (POSIX; below-normal priority on Windows): the conversion is background
-#: work and must not take CPU time from the window or the running batch on a machine with few cores.
-NICENESS = 10
 FLAG, ENV = "--openvino-child", "UNETPP_OPENVINO_CHILD"
 
 
@@ -86,26 +85,15 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
-def _background() -> None:
-    """Run at :data:`NICENESS` whoever started the child (the viewer's worker threads already run at it, and
-    a child inherits its starting thread's; a command line does not). Set here rather than in a preexec_fn,
-    which would make the parent fork() instead of vfork()."""
-    if not hasattr(os, "setpriority"):
-        return
-    try:
-        if os.getpriority(os.PRIO_PROCESS, 0) < NICENESS:
-            os.setpriority(os.PRIO_PROCESS, 0, NICENESS)
-    except OSError:
-        pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="openvino_child", description="Convert a model for OpenVINO into the cache.")
     p.add_argument("model")
     p.add_argument("--prune", type=int, default=None)
     args = p.parse_args(argv)
     _exit_with_parent()
-    _background()
+    # background work at the viewer's workers' priority whoever started it (a command line did not lower it);
+    # set here rather than in a preexec_fn, which would make the parent fork() instead of vfork()
+    background_priority()
     from unetpp_gui.core.errors import ModelError
     from unetpp_gui.core.model_io import load_model
 
