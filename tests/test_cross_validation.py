@@ -119,6 +119,11 @@ def test_saved_out_of_fold_maps_stand_in_for_the_fold_models(tmp_path: Path) -> 
         floor = int(f["floor"])
         assert floor == 12 and not ((f["prob"] > 0) & (f["prob"] <= floor)).any()
     assert report(str(maps / "cv1.oof.npz"), str(maps / "cv2.oof.npz")) == from_models
+    (tmp_path / "models.json").write_text(json.dumps(from_models))
+    same = subprocess.run([sys.executable, str(ROOT / "scripts" / "cv_compare.py"), str(tmp_path / "models.json"),
+                           str(tmp_path / "r.json"), "--json"], capture_output=True, text=True, timeout=120)
+    assert same.returncode == 0, same.stderr  # a real report against itself: every patient tied
+    assert json.loads(same.stdout)["ties"] == 4 and json.loads(same.stdout)["sign_test_p"] == 1.0
     assert report(str(maps / "cv1.oof.npz"), str(folds[1]), "--data", str(data)) == from_models
     run = subprocess.run([sys.executable, script, str(maps / "cv1.oof.npz"), str(folds[0]), "--data", str(data)],
                          capture_output=True, text=True, timeout=300)
@@ -167,3 +172,49 @@ def test_cpu_jobs_script_starts_resumes_and_skips_finished_jobs(tmp_path: Path) 
     assert b["epoch"] == 2 and len(b["history"]["loss"]) == 2
     second = run()
     assert "a: done (1 of 1 epochs)" in second and "b: done (2 of 2 epochs)" in second
+
+
+def _report(dice: dict[str, float], calibrated: dict[str, float] | None = None) -> dict:
+    results = {"untuned (0.5, 0.001, no 3-D filter)": {"per_patient_dice": dice}}
+    if calibrated is not None:
+        results["calibrated out of fold"] = {"per_patient_dice": calibrated}
+    return {"model": "m", "results": results}
+
+
+def test_paired_comparison_of_two_evaluations(tmp_path: Path) -> None:
+    """cv_compare: patient-by-patient differences, exact sign test, bootstrap interval; refuses evaluations of
+    different patients and names a missing result."""
+    from training.compare import paired, sign_test
+
+    assert sign_test(10, 0) == pytest.approx(2 / 2 ** 10) and sign_test(5, 5) == 1.0 and sign_test(0, 0) == 1.0
+    assert sign_test(14, 4) == pytest.approx(0.0309, abs=1e-4)  # the card's "14 of 18: p = 0.03"
+    patients = [f"P{i:02d}" for i in range(12)]
+    base = {p: 0.70 + 0.01 * i for i, p in enumerate(patients)}
+    better = {p: d + 0.05 for p, d in base.items()}
+    better["P03"] = base["P03"] - 0.20  # one patient lost badly
+    c = paired(base, better)
+    assert (c["wins"], c["losses"], c["ties"]) == (11, 1, 0)
+    assert c["mean_difference"] == pytest.approx((11 * 0.05 - 0.20) / 12)
+    assert c["sign_test_p"] == pytest.approx(sign_test(11, 1))
+    lo, hi = c["bootstrap_95"]
+    assert lo < c["mean_difference"] < hi and lo < 0.03 and hi > 0.03
+    assert c["largest_losses"] == [("P03", pytest.approx(-0.20))]
+    assert paired(base, better) == c  # the bootstrap is seeded: the same figures every time
+
+    files = {}
+    for name, doc in {"base": _report(base, base), "cand": _report(better, {p: d + 0.01 for p, d in base.items()}),
+                      "other": _report({**base, "P99": 0.5})}.items():
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_text(json.dumps(doc))
+    script = str(ROOT / "scripts" / "cv_compare.py")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=120)
+    out = run(str(files["base"]), str(files["cand"]))
+    assert out.returncode == 0 and "patients better / worse / tied: 11 / 1 / 0" in out.stdout
+    cal = json.loads(run(str(files["base"]), str(files["cand"]), "--result", "calibrated", "--json").stdout)
+    assert cal["wins"] == 12 and cal["mean_difference"] == pytest.approx(0.01)
+    bad = run(str(files["base"]), str(files["other"]))
+    assert bad.returncode == 2 and "different patients" in bad.stderr and "P99" in bad.stderr
+    missing = run(str(files["base"]), str(files["other"]), "--result", "calibrated")
+    assert missing.returncode == 2 and "no result named 'calibrated'" in missing.stderr
