@@ -94,6 +94,7 @@ def test_openvino_compiles_each_input_shape_for_that_shape(ds_model: Path, tmp_p
     kept = list(runner._static)
     assert len(kept) == openvino_runtime.STATIC_SHAPES and (3, 64, 64, 3) not in kept  # the oldest dropped
     assert kept[-1] == (5, 64, 64, 3)
+    assert set(runner._local.requests) == set(kept)  # this thread holds no request of a dropped compilation
 
     def fails(shape):
         raise RuntimeError("no such shape")

@@ -138,8 +138,10 @@ class OpenVinoRunner:
         if requests is None:
             requests = self._local.requests = {}
         held = requests.get(shape)
-        if held is None or held[0] is not compiled:  # (a dropped compilation's request is let go)
+        if held is None or held[0] is not compiled:
             held = requests[shape] = (compiled, compiled.create_infer_request())
+            for other in [s for s, (c, _) in requests.items() if self._static.get(s) is not c]:
+                del requests[other]  # a dropped compilation's request: let it (and the compilation) go
         return held[1]
 
     def _prob(self, x: np.ndarray) -> np.ndarray:
