@@ -200,6 +200,44 @@ def test_first_job_starts_after_the_panels_first_paint(qtbot, window: MainWindow
     assert len(hidden.store.compact) == 2
 
 
+def test_results_are_taken_in_turns_and_the_job_ends_after_them(qtbot, window: MainWindow, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """Results that pile up while the GUI thread is busy are taken in over several event-loop turns (at most
+    RESULT_TURN_S each; here 0: one result per turn), with one progress update per turn; the job's end, which
+    arrives before its last results were taken in, is handled after them."""
+    import threading
+
+    from PIL import Image
+
+    from unetpp_gui import workers
+    from unetpp_gui.core.phantom import phantom
+    from unetpp_gui.ui import main_window
+
+    for i in range(24):
+        Image.fromarray(phantom(64, seed=i)[0]).save(tmp_path / f"t_{i}.png")
+    ended = threading.Event()
+    real = workers.predict_worker
+
+    def watched(*args, **kwargs):
+        job = real(*args, **kwargs)
+        job.finished.connect(ended.set, Qt.DirectConnection)  # in the worker's thread, as the job ends
+        return job
+
+    monkeypatch.setattr(workers, "predict_worker", watched)
+    monkeypatch.setattr(main_window, "RESULT_TURN_S", 0.0)
+    seen: list = []
+    window.progress.valueChanged.connect(seen.append)
+    window.predictions_finished.connect(lambda: seen.append(("finished", len(window.store.compact))))
+    with qtbot.waitSignal(window.predictions_finished, timeout=WAIT):
+        window.open_paths([tmp_path])
+        qtbot.waitUntil(lambda: window._job is not None, timeout=WAIT)
+        assert ended.wait(WAIT / 1000)  # the GUI thread is busy until the job has ended: every result queues
+    assert seen[-1] == ("finished", 24)
+    steps = [v for v in seen[:-1] if v]
+    assert steps == list(range(steps[0], 25)) and steps[0] < 24  # one result per turn, the last before the end
+    assert window.predicted_count == 24 and window.progress.isHidden()
+
+
 def _window_with_model(qtbot, ini: str, model: Path) -> MainWindow:
     """A window with its settings in ``ini``, once ``model`` is loaded."""
     win = MainWindow(settings=QSettings(ini, QSettings.IniFormat))

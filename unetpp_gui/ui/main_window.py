@@ -7,7 +7,9 @@ threads (:mod:`unetpp_gui.workers`); the GUI thread only thresholds cached maps 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,13 @@ from unetpp_gui.core.model_io import MODEL_SUFFIXES
 from unetpp_gui.ui.empty_state import EmptyState, remember_folder
 from unetpp_gui.ui.slice_list import SliceList, legend_html
 from unetpp_gui import workers
+
+#: Longest stretch of one event-loop turn spent taking in prediction results (the rest waits for the next turn).
+RESULT_TURN_S = 0.004
+#: Work split off into a turn of its own runs from a 1 ms timer: Qt 6 runs a 0 ms single shot as a queued call,
+#: which the event loop may deliver in the same pass as the posted events before it, with no timer between.
+NEXT_TURN_MS = 1
+
 
 def default_size() -> tuple[int, int]:
     """A first window that fits the screen (92 % of its free area), so the panels get most of it."""
@@ -63,6 +72,8 @@ class MainWindow(QMainWindow):
         self.current: Path | None = None
         self.predicted_count = 0  # slices run through the model in this window
         self._job: Any = None
+        self._incoming: deque[SliceResult] = deque()  # results of the running job not yet taken in
+        self._finished_job: Any = None  # a job that ended while its last results were still queued
         self._hold_jobs = False  # True from the panels' first appearance until they have been painted
         self.job_progress = JobProgress(0)
         self.threshold_model = ThresholdModel()  # what the controls edit and every view reads
@@ -330,15 +341,11 @@ class MainWindow(QMainWindow):
         for path, why in found.problems:
             self._say(f"{path}: {why}", error=True)
         added = self.store.add_paths(found.slices)
-        first_show = bool(self.store.paths) and self.center.currentWidget() is not self.panels
-        if first_show:
-            self.center.setCurrentWidget(self.panels)
-            self._hold_jobs = True
-            self.panels.after_first_paint(self._release_jobs)
+        if self.store.paths and self.center.currentWidget() is not self.panels and not self._hold_jobs:
+            self._hold_jobs = True  # until the panels have been painted
+            QTimer.singleShot(NEXT_TURN_MS, self, self._show_panels)  # a turn of its own: the lists below take one too
         self.slice_list.list_model.sync()
         self.batch.sync_rows()
-        if first_show:  # settle the new layout now: one paint at its final geometry instead of three in a row
-            QApplication.sendPostedEvents(None, QEvent.LayoutRequest)
         if not found.slices and not found.problems:
             self._say("No image slices found there.", error=True)
         if added:
@@ -347,6 +354,15 @@ class MainWindow(QMainWindow):
                 self.slice_list.setCurrentRow(self.store.index(added[0]))
                 self._jump_when_done = True  # to the largest tumour, unless the user moves first
         self.schedule_predictions()
+
+    def _show_panels(self) -> None:
+        """Swap the start page for the panels; the first prediction job starts once they have been painted."""
+        if self._closed:
+            return
+        self.center.setCurrentWidget(self.panels)
+        self.panels.after_first_paint(self._release_jobs)
+        # settle the new layout now: one paint at its final geometry instead of three in a row
+        QApplication.sendPostedEvents(None, QEvent.LayoutRequest)
 
     # ----- prediction jobs -------------------------------------------------------------------------
     def _release_jobs(self) -> None:
@@ -390,29 +406,60 @@ class MainWindow(QMainWindow):
         if self._job is not None:
             self._job.quit()
             self._job = None
+        self._incoming.clear()
+        self._finished_job = None
         self.store.clear_results()
         self._refresh_markers()
         self.batch.refresh(force=True)
         self.schedule_predictions()
 
     def _on_result(self, res: SliceResult) -> None:
+        """A result from the running job: queued, and taken in by :meth:`_take_results` in the event loop's
+        next turn, with those that arrived meanwhile (a batch's results arrive in a burst)."""
         if self._closed:
             return
-        self.store.put(res)
-        self.predicted_count += 1
-        self.job_progress.tick()
+        self._incoming.append(res)
+        if len(self._incoming) == 1:
+            QTimer.singleShot(NEXT_TURN_MS, self, self._take_results)
+
+    def _take_results(self) -> None:
+        """Store queued results for at most RESULT_TURN_S, update the progress once and redraw the shown
+        slice if it came; what is left waits for the next turn (a timer, so the event loop paints and runs other
+        timers between turns)."""
+        if self._closed or not self._incoming:
+            return
+        deadline = time.perf_counter() + RESULT_TURN_S
+        shown = False
+        errors: list[SliceResult] = []
+        while self._incoming:
+            res = self._incoming.popleft()
+            self.store.put(res)
+            self.predicted_count += 1
+            self.job_progress.tick()
+            self.slice_list.list_model.refresh(self.store.index(res.path))
+            self.batch.slice_updated(res.path)
+            errors += [res] if res.error else []
+            shown = shown or res.path == self.current
+            if time.perf_counter() >= deadline:
+                break
         self.progress.setValue(self.job_progress.done)
         self.progress_text.setText(self.job_progress.fraction_text())
-        self.slice_list.list_model.refresh(self.store.index(res.path))
-        self.batch.slice_updated(res.path)
         self.status.setText(self.job_progress.status_text())
-        if res.error:
+        for res in errors:  # after the progress text, so that the status bar shows them
             self._say(f"{res.path.name}: {res.error}", error=True)
-        if res.path == self.current:
+        if shown:
             self.render_current()
+        if self._incoming:
+            QTimer.singleShot(NEXT_TURN_MS, self, self._take_results)
+        elif self._finished_job is not None:  # the job ended while its last results were queued
+            job, self._finished_job = self._finished_job, None
+            self._on_job_finished(job)
 
     def _on_job_finished(self, job: Any) -> None:
         if job is not self._job or self._closed:
+            return
+        if self._incoming:  # finish after its queued results have been taken in
+            self._finished_job = job
             return
         self._job = None
         self.progress.hide()
