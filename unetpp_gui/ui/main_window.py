@@ -438,7 +438,8 @@ class MainWindow(QMainWindow):
             self.job_progress.tick()
             self.slice_list.list_model.refresh(self.store.index(res.path))
             self.batch.slice_updated(res.path)
-            errors += [res] if res.error else []
+            if res.error:
+                errors.append(res)
             shown = shown or res.path == self.current
             if time.perf_counter() >= deadline:
                 break
