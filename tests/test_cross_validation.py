@@ -132,6 +132,40 @@ def test_saved_out_of_fold_maps_stand_in_for_the_fold_models(tmp_path: Path) -> 
     assert run.returncode == 2 and "--data is needed" in run.stderr
 
 
+def test_two_networks_maps_average_into_one_map_file(tmp_path: Path) -> None:
+    """scripts/average_maps.py: the mean level of each pixel, re-floored; the same slices are required."""
+    import numpy as np
+
+    from training.evaluate import Evaluated, load_maps, save_maps
+    from unetpp_gui.core.postprocess import SliceStats
+
+    rng = np.random.default_rng(0)
+    gt = rng.random((3, 16, 16)) > 0.7
+
+    def maps(name: str, levels: np.ndarray, slices: tuple[str, ...] = ("a.png", "b.png", "c.png")) -> Path:
+        items = [Evaluated("P1", Path("P1") / s, SliceStats.from_map(q, g), q, g) for s, q, g in zip(slices, levels, gt)]
+        return save_maps(tmp_path / name, items, name)
+
+    a, b = rng.integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
+    first, second = maps("a.npz", a.copy()), maps("b.npz", b.copy())
+    with np.load(first) as fa, np.load(second) as fb:
+        floor = int(fa["floor"])
+        expected = np.rint((fa["prob"].astype(float) + fb["prob"]) / 2).astype(np.uint8)
+    expected[expected <= floor] = 0
+    script = str(ROOT / "scripts" / "average_maps.py")
+    run = subprocess.run([sys.executable, script, str(first), str(second), str(tmp_path / "avg.npz")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    items, model = load_maps(tmp_path / "avg.npz")
+    assert model == "avg(a.npz,b.npz)" and [it.path.name for it in items] == ["a.png", "b.png", "c.png"]
+    assert np.array_equal(np.stack([it.prob_q for it in items]), expected) and (expected > 0).any()
+    assert np.array_equal(np.stack([it.gt for it in items]), gt)
+    other = maps("c.npz", b.copy(), ("a.png", "b.png", "d.png"))
+    run = subprocess.run([sys.executable, script, str(first), str(other), str(tmp_path / "bad.npz")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "not the same slices" in run.stderr and not (tmp_path / "bad.npz").exists()
+
+
 @pytest.mark.slow
 def test_cpu_jobs_script_starts_resumes_and_skips_finished_jobs(tmp_path: Path) -> None:
     """scripts/cpu_jobs.sh: a fresh job starts (with the extra options), one with an unfinished checkpoint goes
