@@ -19,20 +19,23 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 
 def average(a: Path, b: Path, out: Path) -> int:
-    """Write the average of ``a`` and ``b`` to ``out``; returns the number of slices."""
-    with np.load(a) as fa, np.load(b) as fb:
-        for key in ("patient", "slice", "shape", "gt"):
-            if not np.array_equal(fa[key], fb[key]):
-                raise ValueError(f"{a.name} and {b.name} differ in '{key}': not the same slices")
-        floor = int(max(fa["floor"], fb["floor"]))
-        prob = np.rint((fa["prob"].astype(np.uint16) + fb["prob"]) / 2.0).astype(np.uint8)
-        prob[prob <= floor] = 0
-        np.savez_compressed(out, prob=prob, gt=fa["gt"], shape=fa["shape"], patient=fa["patient"],
-                            slice=fa["slice"], model=np.array(f"avg({fa['model']},{fb['model']})"),
-                            floor=np.array(floor))
-        return len(prob)
+    """Write the average of ``a`` and ``b`` to ``out`` (through ``save_maps``, the format's one writer);
+    returns the number of slices."""
+    from training.evaluate import load_maps, save_maps
+
+    (first, name_a), (second, name_b) = load_maps(a), load_maps(b)
+    same = len(first) == len(second) and all(
+        x.patient == y.patient and x.path == y.path and np.array_equal(x.gt, y.gt) for x, y in zip(first, second))
+    if not same:
+        raise ValueError(f"{a.name} and {b.name}: not the same slices in the same order")
+    for x, y in zip(first, second):
+        x.prob_q = np.rint((x.prob_q.astype(np.uint16) + y.prob_q) / 2.0).astype(np.uint8)
+    save_maps(out, first, f"avg({name_a},{name_b})")
+    return len(first)
 
 
 def main() -> int:
