@@ -106,10 +106,12 @@ def main() -> None:
     print("\nWhere the GUI thread was during each gap over 40 ms (its Python stack sampled every 2 ms once the "
           "tick was 20 ms late; 'exec' = the event loop itself, i.e. Qt's C++ or the thread not scheduled):\n")
     traced = [(k, s) for k, run in enumerate(STALLS, 1) for s in run]
-    for k, (gap, where, in_gc, gens) in traced:
+    for k, (gap, where, in_gc, gens, split) in traced:
         top = "; ".join(f"{n}x {stack}" for stack, n in where) or "no sample (the tracer itself was not scheduled)"
         gc_text = f"garbage collection {in_gc:.0f} ms, generation {'/'.join(map(str, gens))}" if gens else "no garbage collection"
-        print(f"- run {k}, {gap:.0f} ms ({gc_text}): {top}")
+        sched = (f"; GUI thread ran {split[0]:.0f} ms, waited for a core {split[1]:.0f} ms, slept {split[2]:.0f} ms"
+                 if split else "")
+        print(f"- run {k}, {gap:.0f} ms ({gc_text}{sched}): {top}")
     if not traced:
         print("- none")
     blocking = max(r[1] for r in runs)

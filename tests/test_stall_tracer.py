@@ -12,6 +12,12 @@ def _busy_slot() -> None:
     time.sleep(0.12)  # a slot that blocks the event loop
 
 
+def _spinning_slot() -> None:
+    end = time.perf_counter() + 0.12
+    while time.perf_counter() < end:  # a slot that computes on the GUI thread
+        pass
+
+
 def _collecting_slot() -> None:
     junk = [[i] for i in range(200_000)]
     for a, b in zip(junk, junk[1:]):
@@ -35,7 +41,35 @@ def test_tracer_names_the_blocking_slot_and_garbage_collection(qtbot) -> None:
     assert stalls, heartbeat.gaps_ms
     busy = [s for s in stalls if any("_busy_slot" in stack for stack, _n in s[1])]
     assert busy and busy[0][0] >= 100 and busy[0][2] < 5  # named, long, and not garbage collection
-    assert any(in_gc > 0 and 2 in gens for _gap, _where, in_gc, gens in tracer.stalls(over_ms=0))
+    assert any(in_gc > 0 and 2 in gens for _gap, _where, in_gc, gens, _split in tracer.stalls(over_ms=0))
+
+
+def test_the_scheduler_tells_a_sleeping_gui_thread_from_a_computing_one(qtbot) -> None:
+    """Each long gap is split into time the GUI thread ran, waited for a core, and slept (a lock, e.g.)."""
+    import sys
+
+    import pytest
+
+    from unetpp_gui.ui.heartbeat import Heartbeat, StallTracer, thread_sched
+
+    if not sys.platform.startswith("linux") or thread_sched() is None:
+        pytest.skip("the scheduler's per-thread account is read from Linux's /proc")
+    heartbeat = Heartbeat(10)
+    tracer = StallTracer(heartbeat)
+    heartbeat.start()
+    tracer.start()
+    QTimer.singleShot(50, _busy_slot)
+    QTimer.singleShot(300, _spinning_slot)
+    qtbot.wait(600)
+    heartbeat.stop()
+    tracer.stop()
+    by_slot = {name: s for s in tracer.stalls(over_ms=80) for name in ("_busy_slot", "_spinning_slot")
+               if any(name in stack for stack, _n in s[1])}
+    assert set(by_slot) == {"_busy_slot", "_spinning_slot"}, tracer.stalls(over_ms=80)
+    gap, *_rest, (ran, waited, slept) = by_slot["_busy_slot"]
+    assert slept > 90 and ran < 30, (gap, ran, waited, slept)
+    gap, *_rest, (ran, waited, slept) = by_slot["_spinning_slot"]
+    assert ran + waited > 90 and slept < 30, (gap, ran, waited, slept)
 
 
 def test_a_window_makes_workers_hand_the_interpreter_lock_back_sooner(qtbot, tmp_path) -> None:

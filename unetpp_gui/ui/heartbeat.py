@@ -21,6 +21,8 @@ class Heartbeat(QObject):
         super().__init__(parent)
         self.gaps_ms: list[float] = []
         self.beats: list[float] = []  # perf_counter of every tick; gap k ends at beats[k]
+        #: The GUI thread's scheduler account at every tick (Linux): (ns on a core, ns waiting for one)
+        self.sched: list[tuple[int, int] | None] = []
         self._last = 0.0
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
@@ -30,6 +32,7 @@ class Heartbeat(QObject):
         self.gaps_ms.clear()
         self._last = time.perf_counter()
         self.beats[:] = [self._last]
+        self.sched[:] = [thread_sched()]
         self._timer.start()
 
     def stop(self) -> None:
@@ -39,7 +42,17 @@ class Heartbeat(QObject):
         now = time.perf_counter()
         self.gaps_ms.append((now - self._last) * 1000.0)
         self.beats.append(now)
+        self.sched.append(thread_sched())
         self._last = now
+
+    def split_ms(self, k: int) -> tuple[float, float, float] | None:
+        """Gap ``k`` split by the scheduler: ms the GUI thread ran, ms it waited for a core, and the rest, when
+        it slept (blocked on a lock such as the interpreter's, or idle); None where unknown."""
+        if k + 1 >= len(self.sched) or self.sched[k] is None or self.sched[k + 1] is None:
+            return None
+        (run0, wait0), (run1, wait1) = self.sched[k], self.sched[k + 1]
+        ran, waited = (run1 - run0) / 1e6, (wait1 - wait0) / 1e6
+        return ran, waited, max(0.0, self.gaps_ms[k] - ran - waited)
 
     @property
     def worst_ms(self) -> float:
@@ -49,6 +62,16 @@ class Heartbeat(QObject):
         """The ``q`` (0..1) quantile of the gaps, nearest rank."""
         ranked = sorted(self.gaps_ms)
         return ranked[int(q * (len(ranked) - 1))] if ranked else 0.0
+
+
+def thread_sched() -> tuple[int, int] | None:
+    """This thread's scheduler account from /proc (Linux): (ns run on a core, ns waited for one), else None."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat", "rb") as f:
+            ran, waited = f.read().split()[:2]
+        return int(ran), int(waited)
+    except (OSError, ValueError):
+        return None
 
 
 class StallTracer:
@@ -98,9 +121,10 @@ class StallTracer:
             if frame is not None:
                 self.samples.append((now, _where(frame)))
 
-    def stalls(self, over_ms: float = 40.0) -> list[tuple[float, list[tuple[str, int]], float, list[int]]]:
+    def stalls(self, over_ms: float = 40.0) -> list[tuple[float, list[tuple[str, int]], float, list[int],
+                                                          tuple[float, float, float] | None]]:
         """Each heartbeat gap over ``over_ms``: (gap ms, [(stack, samples)] most frequent first, ms in garbage
-        collection, the generations collected)."""
+        collection, the generations collected, the scheduler's split of the gap: :meth:`Heartbeat.split_ms`)."""
         out = []
         beats = self.heartbeat.beats
         for k, gap in enumerate(self.heartbeat.gaps_ms):
@@ -110,7 +134,7 @@ class StallTracer:
             where = Counter(stack for t, stack in self.samples if t0 <= t <= t1)
             in_gc = sum(max(0.0, min(b, t1) - max(a, t0)) for a, b, _g in self.gc_pauses) * 1000.0
             gens = sorted({g for a, b, g in self.gc_pauses if b > t0 and a < t1})
-            out.append((gap, where.most_common(3), in_gc, gens))
+            out.append((gap, where.most_common(3), in_gc, gens, self.heartbeat.split_ms(k)))
         return out
 
 
