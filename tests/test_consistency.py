@@ -186,6 +186,44 @@ def test_store_names_the_patients_of_a_flat_folder_by_series(tmp_path: Path) -> 
     assert names == ["TCGA_AA_0001"] * 3 + ["TCGA_BB_0002"] * 2 + ["flat"]  # now two patients (and a stray)
 
 
+def test_patients_worked_out_by_discovery_are_the_stores_own(tmp_path: Path, monkeypatch) -> None:
+    """The discovery worker names each slice's patient, so the GUI thread need not; a folder that gains slices
+    later is still named again as a whole."""
+    from unetpp_gui.core import store as store_module
+    from unetpp_gui.core.discovery import discover, patients_in_folder
+    from unetpp_gui.core.store import SliceStore
+
+    flat, own = tmp_path / "flat", tmp_path / "P7"
+    for folder, names in ((flat, [f"TCGA_AA_0001_{i}" for i in range(3)] + [f"TCGA_BB_0002_{i}" for i in range(2)]),
+                          (own, [f"slice_{i}" for i in range(3)])):
+        folder.mkdir()
+        for name in names:
+            save_png(folder / f"{name}.png", np.zeros((8, 8, 3), np.uint8))
+    found = discover([flat, own])
+    assert found.patients == {p: ("P7" if p.parent == own else p.stem.rsplit("_", 1)[0]) for p in found.slices}
+
+    plain = SliceStore()
+    plain.add_paths(found.slices)
+    calls = []
+
+    def counted(paths):  # the store's own naming, counted
+        calls.append(len(paths))
+        return patients_in_folder(paths)
+    monkeypatch.setattr(store_module, "patients_in_folder", counted)
+    given = SliceStore()
+    given.add_paths(found.slices, found.patients)
+    assert calls == []  # both folders were new: named by the discovery, not again here
+    assert [given.patient(p) for p in given.paths] == [plain.patient(p) for p in plain.paths]
+
+    late = flat / "TCGA_CC_0003_0.png"
+    save_png(late, np.zeros((8, 8, 3), np.uint8))
+    again = discover([late])
+    given.add_paths(again.slices, again.patients)  # the folder is known: named again with all its slices
+    assert calls == [6]
+    plain.add_paths([late])
+    assert [given.patient(p) for p in given.paths] == [plain.patient(p) for p in plain.paths]
+
+
 def test_calibration_turns_the_filter_on_only_when_it_helps(tmp_path: Path) -> None:
     from training.evaluate import Evaluated, calibrate_filter, metrics_at, with_patient_filter
 

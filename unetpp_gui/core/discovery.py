@@ -77,6 +77,9 @@ class Discovery:
     slices: list[Path] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)
     folders: list[Path] = field(default_factory=list)  # the named paths that were folders, resolved
+    #: the patient of each slice (:func:`patients_of`), worked out here, off the GUI thread (about 20 ms per 300
+    #: slices on a 2-core AVX2 CPU, which the viewer's event loop would otherwise spend when a folder arrives)
+    patients: dict[Path, str] = field(default_factory=dict)
 
 
 def _is_regular(path: Path) -> bool:
@@ -149,6 +152,7 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
             found.problems.append((p, NOT_REGULAR))
         else:
             found.problems.append((p, "no such file or folder"))
+    found.patients = patients_of(found.slices)
     return found
 
 

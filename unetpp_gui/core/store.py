@@ -64,17 +64,26 @@ class SliceStore:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def add_paths(self, paths: list[Path]) -> list[Path]:
-        """Append new paths (duplicates ignored); returns the ones added."""
+    def add_paths(self, paths: list[Path], patients: dict[Path, str] | None = None) -> list[Path]:
+        """Append new paths (duplicates ignored); returns the ones added. ``patients``: each path's patient as
+        :func:`~unetpp_gui.core.discovery.patients_of` names it for ``paths`` (e.g. worked out by the discovery
+        worker); used for folders new to the store, whose patients it gives exactly."""
         added = []
+        new_folders = set()
         for p in paths:
             if p not in self._index:
                 self._index[p] = len(self.paths)
                 self.paths.append(p)
+                if p.parent not in self._by_folder:
+                    new_folders.add(p.parent)
                 self._by_folder.setdefault(p.parent, []).append(p)
                 added.append(p)
         for folder in {p.parent for p in added}:  # a folder's patients can change as slices join it
-            self._patients.update(patients_in_folder(self._by_folder[folder]))
+            members = self._by_folder[folder]
+            if patients is not None and folder in new_folders and all(p in patients for p in members):
+                self._patients.update((p, patients[p]) for p in members)
+            else:
+                self._patients.update(patients_in_folder(members))
         return added
 
     def removed_pixels(self, path: Path) -> int | None:

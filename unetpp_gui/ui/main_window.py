@@ -340,7 +340,7 @@ class MainWindow(QMainWindow):
                 remember_folder(self.settings, str(folder))
         for path, why in found.problems:
             self._say(f"{path}: {why}", error=True)
-        added = self.store.add_paths(found.slices)
+        added = self.store.add_paths(found.slices, found.patients)
         if self.store.paths and self.center.currentWidget() is not self.panels and not self._hold_jobs:
             self._hold_jobs = True  # until the panels have been painted
             QTimer.singleShot(NEXT_TURN_MS, self, self._show_panels)  # a turn of its own: the lists below take one too
