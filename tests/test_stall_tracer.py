@@ -25,7 +25,9 @@ def _collecting_slot() -> None:
     gc.collect()
 
 
-def test_tracer_names_the_blocking_slot_and_garbage_collection(qtbot) -> None:
+def _traced(qtbot, second_slot):
+    """A heartbeat and its tracer over 600 ms of event loop in which ``_busy_slot`` runs at 50 ms and
+    ``second_slot`` at 300 ms."""
     from unetpp_gui.ui.heartbeat import Heartbeat, StallTracer
 
     heartbeat = Heartbeat(10)
@@ -33,10 +35,15 @@ def test_tracer_names_the_blocking_slot_and_garbage_collection(qtbot) -> None:
     heartbeat.start()
     tracer.start()
     QTimer.singleShot(50, _busy_slot)
-    QTimer.singleShot(300, _collecting_slot)
+    QTimer.singleShot(300, second_slot)
     qtbot.wait(600)
     heartbeat.stop()
     tracer.stop()
+    return heartbeat, tracer
+
+
+def test_tracer_names_the_blocking_slot_and_garbage_collection(qtbot) -> None:
+    heartbeat, tracer = _traced(qtbot, _collecting_slot)
     stalls = tracer.stalls(over_ms=80)
     assert stalls, heartbeat.gaps_ms
     busy = [s for s in stalls if any("_busy_slot" in stack for stack, _n in s[1])]
@@ -50,19 +57,11 @@ def test_the_scheduler_tells_a_sleeping_gui_thread_from_a_computing_one(qtbot) -
 
     import pytest
 
-    from unetpp_gui.ui.heartbeat import Heartbeat, StallTracer, thread_sched
+    from unetpp_gui.ui.heartbeat import thread_sched
 
     if not sys.platform.startswith("linux") or thread_sched() is None:
         pytest.skip("the scheduler's per-thread account is read from Linux's /proc")
-    heartbeat = Heartbeat(10)
-    tracer = StallTracer(heartbeat)
-    heartbeat.start()
-    tracer.start()
-    QTimer.singleShot(50, _busy_slot)
-    QTimer.singleShot(300, _spinning_slot)
-    qtbot.wait(600)
-    heartbeat.stop()
-    tracer.stop()
+    _heartbeat, tracer = _traced(qtbot, _spinning_slot)
     by_slot = {name: s for s in tracer.stalls(over_ms=80) for name in ("_busy_slot", "_spinning_slot")
                if any(name in stack for stack, _n in s[1])}
     assert set(by_slot) == {"_busy_slot", "_spinning_slot"}, tracer.stalls(over_ms=80)
