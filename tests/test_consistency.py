@@ -199,7 +199,8 @@ def test_patients_worked_out_by_discovery_are_the_stores_own(tmp_path: Path, mon
         folder.mkdir()
         for name in names:
             save_png(folder / f"{name}.png", np.zeros((8, 8, 3), np.uint8))
-    found = discover([flat, own])
+    found = discover([flat, own], patients=True)
+    assert discover([flat, own]).patients == {}  # only where asked (the viewer's worker): the CLI does not need it
     assert found.patients == {p: ("P7" if p.parent == own else p.stem.rsplit("_", 1)[0]) for p in found.slices}
 
     plain = SliceStore()
@@ -217,7 +218,7 @@ def test_patients_worked_out_by_discovery_are_the_stores_own(tmp_path: Path, mon
 
     late = flat / "TCGA_CC_0003_0.png"
     save_png(late, np.zeros((8, 8, 3), np.uint8))
-    again = discover([late])
+    again = discover([late], patients=True)
     given.add_paths(again.slices, again.patients)  # the folder is known: named again with all its slices
     assert calls == [6]
     plain.add_paths([late])

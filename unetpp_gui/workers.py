@@ -155,7 +155,8 @@ def discover_worker(paths: list[str]) -> Any:
     """Folder walking is file I/O on possibly many entries: never on the GUI thread."""
     from unetpp_gui.core.discovery import discover
 
-    return discover(paths, volumes=True)  # NIfTI studies become one slice path per axial slice
+    # NIfTI studies become one slice path per axial slice; the slices' patients are named here, not by the store
+    return discover(paths, volumes=True, patients=True)
 
 
 @job

@@ -77,8 +77,9 @@ class Discovery:
     slices: list[Path] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)
     folders: list[Path] = field(default_factory=list)  # the named paths that were folders, resolved
-    #: the patient of each slice (:func:`patients_of`), worked out here, off the GUI thread (about 20 ms per 300
-    #: slices on a 2-core AVX2 CPU, which the viewer's event loop would otherwise spend when a folder arrives)
+    #: with ``discover(..., patients=True)``: the patient of each slice (:func:`patients_of`), worked out on the
+    #: viewer's discovery worker, off the GUI thread (about 20 ms per 300 slices on a 2-core AVX2 CPU, which the
+    #: event loop would otherwise spend when a folder arrives); empty otherwise
     patients: dict[Path, str] = field(default_factory=dict)
 
 
@@ -91,7 +92,8 @@ def _is_regular(path: Path) -> bool:
 
 
 def discover(paths: list[str | Path] | tuple[str | Path, ...],
-             exclude: list[str | Path] | tuple[str | Path, ...] = (), volumes: bool = False) -> Discovery:
+             exclude: list[str | Path] | tuple[str | Path, ...] = (), volumes: bool = False,
+             patients: bool = False) -> Discovery:
     """Expand files and folders (recursively) into a naturally sorted list of slices.
 
     Unreadable folders and missing paths are reported in ``problems``; they never raise.
@@ -100,6 +102,7 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
     the input, say) are not entered; special files (FIFOs, devices, sockets) are skipped. With
     ``volumes``, NIfTI studies (files, or the folders they are in) become one slice path per axial
     slice (``<file>#z012``, :mod:`unetpp_gui.core.volume`); without, NIfTI files are left to the caller.
+    With ``patients``, ``Discovery.patients`` names each slice's patient (the viewer's discovery worker).
     """
     found = Discovery()
     skip = {os.path.realpath(e) for e in exclude}
@@ -152,7 +155,8 @@ def discover(paths: list[str | Path] | tuple[str | Path, ...],
             found.problems.append((p, NOT_REGULAR))
         else:
             found.problems.append((p, "no such file or folder"))
-    found.patients = patients_of(found.slices)
+    if patients:
+        found.patients = patients_of(found.slices)
     return found
 
 
