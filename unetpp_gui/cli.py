@@ -22,7 +22,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from unetpp_gui.core.discovery import discover
     from unetpp_gui.core.export import RESULTS_CSV, prepare_output_folder, write_masks
-    from unetpp_gui.core.inference import Cancelled
+    from unetpp_gui.core.inference import DEFAULT_BATCH_SIZE, Cancelled
     from unetpp_gui.core.progress import Progress
     from unetpp_gui.core.report import row_for, write_csv
 
@@ -54,13 +54,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # a longer run (or the viewer, which converts in the background)
     short = len(found.slices) < MIN_SLICES_TO_MEASURE and not studies
     model = load_model(resolve_model_path(args.model), trust=args.trust_model, prune_level=args.prune, tta=args.tta,
-                       precision=args.precision, runtime=args.runtime, defer_openvino=short)
+                       precision=args.precision, runtime=args.runtime, defer_openvino=short,
+                       measure_on_run=not short and not args.batch_size)
     if not args.quiet:
         print(f"unetpp: inference runs on {_runtime_text(model)}", file=sys.stderr)
     meta = model.metadata
     pt = args.pixel_threshold if args.pixel_threshold is not None else meta.pixel_threshold
     dt = args.decision_threshold if args.decision_threshold is not None else meta.decision_threshold
-    batch_size = args.batch_size or _measured_batch_size(model, len(found.slices), args.quiet)
+    batch_size = args.batch_size or _batch_plan(model, len(found.slices), args.quiet)
+    trial = None if isinstance(batch_size, int) else batch_size
     roots = [Path(p) for p in args.paths]
     rows: list[dict] = []
     total = len(found.slices)
@@ -78,6 +80,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                            cancel=cancel, patient_filter=flt)
         for i, res in enumerate(jobs, 1):
             rows.append(row_for(res, pt, dt, out))
+            if trial is not None and trial.done:
+                _settle(model, trial, progress.tty and not args.quiet, args.quiet)
+                trial = None
             if not args.quiet:
                 progress(i)
             if time.monotonic() - last_csv > 30:  # a killed run still leaves a CSV of what it wrote
@@ -90,21 +95,59 @@ def cmd_predict(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         write_csv(out / RESULTS_CSV, rows)
     if studies and status == 0:
-        status = _predict_studies(args, model, flt, studies, out, pt, dt, batch_size, rows)
+        sized = batch_size if isinstance(batch_size, int) else batch_size.size or DEFAULT_BATCH_SIZE
+        status = _predict_studies(args, model, flt, studies, out, pt, dt, sized, rows)
         write_csv(out / RESULTS_CSV, rows)
     return _report_run(rows, out / RESULTS_CSV, status)
 
 
-def _measured_batch_size(model, slices: int, quiet: bool) -> int:
-    """The batch size measured fastest here (cached), or a default for a run too short to pay for measuring."""
-    from unetpp_gui.core.batching import MIN_SLICES_TO_MEASURE, best_batch_size, describe
+def _batch_plan(model, slices: int, quiet: bool):
+    """The batch size measured fastest here (cached), or, where this machine has no measurement for the model yet
+    (its batch sizes; with "auto", its two runtimes), a :class:`~unetpp_gui.core.batching.Trial` that measures
+    them on the run's first slices, their results kept (on blank batches now if the run is too short to carry
+    it). A run too short to pay for measuring takes a default size."""
+    from unetpp_gui.core.batching import MIN_SLICES_TO_MEASURE, Trial, cached_batch_size, describe, runtimes_of
 
-    if slices < MIN_SLICES_TO_MEASURE:
+    if slices < MIN_SLICES_TO_MEASURE and not model.runtimes_unmeasured:
         return 8 if model.precision == "bfloat16" else 4
-    size, times, cached = best_batch_size(model)
+    if not model.runtimes_unmeasured:
+        known = cached_batch_size(model)
+        if known is not None:
+            if not quiet:
+                print(f"unetpp: {describe(known[0], known[1], True)}", file=sys.stderr)
+            return known[0]
+    trial = Trial(model, runtimes_of(model) if model.runtimes_unmeasured else {model.runtime: model.runtime_runner})
+    if slices < trial.slices:  # too few slices to carry the plan (NIfTI studies only, say): blank batches now
+        trial.run_blank()
+        _settle(model, trial, False, quiet)
+        return trial.size or 4
     if not quiet:
-        print(f"unetpp: {describe(size, times, cached)}", file=sys.stderr)
-    return size
+        what = "OpenVINO and TensorFlow at batch sizes" if len(trial.runtimes) > 1 else "batch sizes"
+        print(f"unetpp: timing {what} {'/'.join(str(n) for n in sorted({n for _, n, _ in trial.plan}))} on the "
+              f"first {trial.slices} slices (their results are kept)", file=sys.stderr)
+    return trial
+
+
+def _settle(model, trial, after_progress: bool, quiet: bool) -> None:
+    """After a trial's plan: the runtime it kept (its note) and the batch size it measured, said once."""
+    from unetpp_gui.core.batching import describe, describe_runtimes
+    from unetpp_gui.core.model_io import settle_runtime
+
+    if trial.decision is not None:
+        settle_runtime(model, *trial.decision, cached=False)
+    if trial.size is not None:
+        model.batch_size_choice = trial.size
+        model.batch_size_note = describe(trial.size, trial.times[model.runtime], False)
+    if quiet:
+        return
+    lines = []
+    if trial.decision is not None:
+        name = {"openvino": "OpenVINO", "tensorflow": "TensorFlow"}[model.runtime]
+        lines.append(f"inference runs on {name}, {model.precision} ({describe_runtimes(trial.decision[1], False)})")
+    if trial.size is not None:
+        lines.append(model.batch_size_note)
+    print(("\n" if after_progress and lines else "") + "".join(f"unetpp: {line}\n" for line in lines), end="",
+          file=sys.stderr)
 
 
 def _report_run(rows: list[dict], csv_path: Path, status: int) -> int:

@@ -1,9 +1,9 @@
 """Batch size chosen by measurement: the fastest per-slice time of a few sizes, on this machine and model.
 
 Machines differ (on a 2-core AVX2 CPU batch 1 was fastest, on an AVX-512 one 4 or 8), so a constant is
-wrong somewhere. The first use of a model on a machine times each candidate on a blank batch (a few
-seconds) and caches the choice, keyed by the model file, the inference variant and the CPU. The same
-cache holds, for ``runtime="auto"``, how fast OpenVINO and TensorFlow ran this model here (:func:`keeps_openvino`).
+wrong somewhere. The first use of a model on a machine times each candidate, on the first batches of a
+run long enough for it (:class:`Trial`: their results are kept) or else on blank batches (a few seconds), and
+caches the choice, keyed by the model file, the inference variant and the CPU. The same cache holds, for ``runtime="auto"``, how fast OpenVINO and TensorFlow ran this model here (:func:`keeps_openvino`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -51,29 +51,24 @@ def cache_key(model: Any, runtime: str | None = None) -> str:
             f"{cpu_info()[0]}:{os.cpu_count()}" + (f":isa={cap}" if cap else ""))
 
 
-def measure(model: Any, candidates: tuple[int, ...] = CANDIDATES, hw: tuple[int, int] = (256, 256)) -> dict[int, float]:
-    """Seconds per slice for each batch size (one untimed call each to trace it, then one timed call)."""
-    hw = model.input_hw or hw
-    times = {}
-    for n in candidates:
-        batch = np.zeros((n, *hw, model.channels), np.float32)
-        model.predict_batch(batch)
-        start = time.perf_counter()
-        model.predict_batch(batch)
-        times[n] = (time.perf_counter() - start) / n
-    return times
+def cached_batch_size(model: Any, cache: Path | None = None) -> tuple[int, dict[int, float]] | None:
+    """An earlier measurement for this model, variant, runtime and machine: (size, seconds per slice by size)."""
+    entry = _read(cache or cache_path()).get(cache_key(model))
+    if not isinstance(entry, dict) or "size" not in entry:
+        return None
+    return int(entry["size"]), {int(k): float(v) for k, v in entry["times"].items()}
 
 
 def best_batch_size(model: Any, cache: Path | None = None) -> tuple[int, dict[int, float], bool]:
-    """(size, seconds per slice by size, whether it came from the cache)."""
-    cache = cache or cache_path()
-    key = cache_key(model)
-    known = _read(cache)
-    if key in known:
-        entry = known[key]
-        return int(entry["size"]), {int(k): float(v) for k, v in entry["times"].items()}, True
-    times = measure(model)
-    return _remember_sizes(cache, model, times), times, False
+    """(size, seconds per slice by size, whether it came from the cache); measured on blank batches (one
+    untimed call per size, then one timed call) where nothing is cached."""
+    known = cached_batch_size(model, cache)
+    if known is not None:
+        return known[0], known[1], True
+    trial = Trial(model, {model.runtime: model.runtime_runner}, cache)
+    trial.run_blank()
+    times = trial.times[model.runtime]
+    return min(times, key=times.get), times, False
 
 
 def _remember_sizes(cache: Path, model: Any, times: dict[int, float]) -> int:
@@ -133,41 +128,135 @@ def cached_runtime_choice(model: Any, cache: Path | None = None) -> tuple[bool, 
 
 def keep_openvino(model: Any, cache: Path | None = None) -> tuple[bool, dict[str, float]]:
     """For a model running on OpenVINO that has no earlier answer (:func:`cached_runtime_choice`): is it faster
-    than TensorFlow here? Each runtime is timed at every candidate batch size, the two runtimes in turn (best of
-    two calls each), and judged by its fastest size; the answer is cached per model, variant and machine, and
-    so is each runtime's batch-size measurement (:func:`best_batch_size` then finds it). Returns (keep
-    OpenVINO, best seconds per slice by runtime)."""
-    cache = cache or cache_path()
-    runner, runtime = model.runtime_runner, model.runtime
-    runtimes = (("tensorflow", None), ("openvino", runner))
+    than TensorFlow here? Both runtimes are timed on blank batches as a :class:`Trial` times them, and the model is
+    left on the one kept. Returns (keep OpenVINO, best seconds per slice by runtime); the answer and each
+    runtime's batch-size measurement are cached (:func:`best_batch_size` then finds it)."""
+    trial = Trial(model, runtimes_of(model), cache)
+    trial.run_blank()
+    assert trial.decision is not None  # blank batches are always full
+    return trial.decision
 
-    def run(name: str, use: Any, batch: np.ndarray) -> float:
-        model.runtime_runner, model.runtime = use, name
-        start = time.perf_counter()
-        model.predict_batch(batch)
-        return (time.perf_counter() - start) / len(batch)
 
-    # Interleaved, best of two timed calls: other work on the machine (it may be busy) then slows both
-    # runtimes alike instead of whichever happened to run second.
-    by_size: dict[str, dict[int, float]] = {name: {} for name, _ in runtimes}
-    try:
-        for n in CANDIDATES:
-            batch = np.zeros((n, *(model.input_hw or (256, 256)), model.channels), np.float32)
-            for name, use in runtimes:  # untimed: traces / compiles this size
-                run(name, use, batch)
-            for _ in range(2):
-                for name, use in runtimes:
-                    by_size[name][n] = min(by_size[name].get(n, float("inf")), run(name, use, batch))
-    finally:
-        model.runtime_runner, model.runtime = runner, runtime
-    times = {}
-    for name, use in runtimes:
-        model.runtime_runner, model.runtime = use, name  # the cache key names the runtime
-        _remember_sizes(cache, model, by_size[name])
-        times[name] = min(by_size[name].values())
-    model.runtime_runner, model.runtime = runner, runtime
-    _remember(cache, _choice_key(model), {k: round(v, 5) for k, v in times.items()})
-    return keeps_openvino(times), times
+def runtimes_of(model: Any) -> dict[str, Any]:
+    """What a runtime trial compares for a model on OpenVINO: TensorFlow (no runner) and its OpenVINO runner."""
+    return {"tensorflow": None, "openvino": model.runtime_runner}
+
+
+class Trial:
+    """Batch sizes, and runtimes where there are two, timed on a run's first batches: the measurement a first
+    run on a machine needs (:func:`best_batch_size`, :func:`keep_openvino`), made on the slices it predicts
+    anyway, so every measured call yields results instead of being thrown away.
+
+    The plan, for each candidate size in turn: an untimed call per runtime (it compiles or traces that size),
+    then ``repeats`` timed calls per runtime, the runtimes interleaved (other work on the machine then slows
+    both alike); a runtime is judged by its fastest size, each by its best call. The runtimes give the same
+    probabilities (within 1e-5 for OpenVINO against TensorFlow), so which one ran a slice does not matter. A
+    step whose batch is not full (a slice that failed to decode, the run's end) runs untimed. After the last
+    step the trial remembers what it measured (as the blank-batch measurement did) and leaves the model on the
+    runtime kept, with that runtime's fastest size as :attr:`size`.
+    """
+
+    def __init__(self, model: Any, runtimes: dict[str, Any], cache: Path | None = None,
+                 candidates: tuple[int, ...] = CANDIDATES, repeats: int | None = None) -> None:
+        self.model, self.runtimes, self.cache = model, dict(runtimes), cache or cache_path()
+        repeats = repeats or (2 if len(runtimes) > 1 else 1)
+        self.plan: list[tuple[str, int, bool]] = []
+        for n in candidates:
+            self.plan += [(name, n, False) for name in runtimes]
+            self.plan += [(name, n, True) for _ in range(repeats) for name in runtimes]
+        self._finished = False
+        self.times: dict[str, dict[int, float]] = {name: {} for name in runtimes}
+        self.decision: tuple[bool, dict[str, float]] | None = None  # two runtimes: keep OpenVINO?, best times
+        self.size: int | None = None  # the kept runtime's fastest size, once measured
+
+    @property
+    def slices(self) -> int:
+        """Slices the plan predicts."""
+        return sum(n for _, n, _ in self.plan)
+
+    @property
+    def done(self) -> bool:
+        """Whether the plan has run (what it measured is then remembered, if each runtime had a full timed batch)."""
+        return self._finished
+
+    def sizes(self) -> Iterator[int]:
+        """The size of each of a run's batches: the plan's, then the size measured fastest. Read one batch ahead
+        (the next batch is decoded while one runs), so the first batch after the plan takes the fastest size
+        measured so far."""
+        for _, n, _ in self.plan:
+            yield n
+        while True:
+            yield self.size or self._fastest_so_far()
+
+    def _fastest_so_far(self) -> int:
+        measured = [(t, n) for by_size in self.times.values() for n, t in by_size.items()]
+        return min(measured)[1] if measured else max(n for _, n, _ in self.plan)
+
+    def warm_up(self) -> None:
+        """Trace TensorFlow's graph (if TensorFlow is timed) before other threads start: see ``LoadedModel.warm_up``."""
+        if "tensorflow" in self.runtimes:
+            with self._running("tensorflow"):
+                self.model.warm_up()
+
+    def run(self, batch: np.ndarray, step: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``model.predict_batch_with_std(batch)`` for the run's batch number ``step`` (the n-th size
+        :meth:`sizes` gave): on the runtime the plan names for it, timed if the plan says so and the batch is
+        full. A call past the plan (or with no ``step``) runs on the runtime kept."""
+        if step is None or step >= len(self.plan):
+            self._finish()
+            return self.model.predict_batch_with_std(batch)
+        name, n, timed = self.plan[step]
+        with self._running(name):
+            start = time.perf_counter()
+            out = self.model.predict_batch_with_std(batch)
+            took = (time.perf_counter() - start) / len(batch)
+        if timed and len(batch) == n:
+            self.times[name][n] = min(self.times[name].get(n, float("inf")), took)
+        if step == len(self.plan) - 1:
+            self._finish()
+        return out
+
+    def run_blank(self, hw: tuple[int, int] = (256, 256)) -> None:
+        """The whole plan on blank batches (for a caller with no slices at hand)."""
+        hw = self.model.input_hw or hw
+        for step, (_, n, _) in enumerate(self.plan):
+            self.run(np.zeros((n, *hw, self.model.channels), np.float32), step)
+
+    def _running(self, name: str) -> Any:
+        from contextlib import contextmanager
+
+        @contextmanager
+        def swapped() -> Iterator[None]:
+            model = self.model
+            before = model.runtime_runner, model.runtime
+            model.runtime_runner, model.runtime = self.runtimes[name], name
+            try:
+                yield
+            finally:
+                model.runtime_runner, model.runtime = before
+        return swapped()
+
+    def _finish(self) -> None:
+        """Once, after the plan: remember what was measured and keep the faster runtime. A runtime without one
+        full timed batch (a run that ended early) leaves everything as it was, and nothing is remembered."""
+        if self._finished:
+            return
+        self._finished = True
+        best = {name: min(by_size.values()) for name, by_size in self.times.items() if by_size}
+        if len(best) < len(self.runtimes):
+            return
+        for name, by_size in self.times.items():
+            with self._running(name):  # the cache key names the runtime
+                _remember_sizes(self.cache, self.model, by_size)
+        kept = next(iter(self.runtimes))
+        if len(self.runtimes) > 1:
+            keep = keeps_openvino(best)
+            self.decision = keep, best
+            _remember(self.cache, _choice_key(self.model), {k: round(v, 5) for k, v in best.items()})
+            kept = "openvino" if keep else "tensorflow"
+        self.model.runtime_runner, self.model.runtime = self.runtimes[kept], kept
+        by_size = self.times[kept]
+        self.size = min(by_size, key=by_size.get)
 
 
 def describe_runtimes(times: dict[str, float], cached: bool) -> str:

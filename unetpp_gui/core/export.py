@@ -6,7 +6,7 @@ import hashlib
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from unetpp_gui.core.image_io import save_png
 from unetpp_gui.core.consistency import PatientFilter
@@ -15,6 +15,9 @@ from unetpp_gui.core.inference import SliceResult, predict_patients
 from unetpp_gui.core.model_io import LoadedModel
 from unetpp_gui.core.overlay import DEFAULT_COLOR, render_overlay
 from unetpp_gui.core.postprocess import binarize
+
+if TYPE_CHECKING:
+    from unetpp_gui.core.batching import Trial
 
 
 #: Longest file name most file systems allow (bytes).
@@ -139,7 +142,7 @@ def write_masks(
     overlay: bool = True,
     color: tuple[int, int, int] = DEFAULT_COLOR,
     opacity: float = 0.45,
-    batch_size: int = 8,
+    batch_size: "int | Trial" = 8,
     cancel: threading.Event | None = None,
     patient_filter: PatientFilter | None = None,
 ) -> Iterator[SliceResult]:

@@ -7,6 +7,8 @@ in input order as a generator; the caller decides what to keep (full maps or jus
 
 from __future__ import annotations
 
+import functools
+import itertools
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -24,7 +26,11 @@ from unetpp_gui.core.postprocess import SliceStats, quantize
 from unetpp_gui.core.preprocess import Geometry, prepare, restore
 
 if TYPE_CHECKING:
+    from unetpp_gui.core.batching import Trial
     from unetpp_gui.core.consistency import PatientFilter
+
+#: What runs a preprocessed batch: the model's ``predict_batch_with_std``, or a :class:`Trial`'s ``run``.
+BatchFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -102,15 +108,18 @@ def _prepare_batch(model: LoadedModel, paths: Sequence[Path], with_gt: bool) -> 
     return [_prepare_one(model, p, with_gt) for p in paths]
 
 
-def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def _chunks(items: Sequence[Path], sizes: Iterator[int]) -> Iterator[Sequence[Path]]:
+    i = 0
+    while i < len(items):
+        n = max(1, next(sizes))
+        yield items[i : i + n]
+        i += n
 
 
 def predict_paths(
     model: LoadedModel,
     paths: Iterable[str | Path],
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: "int | Trial" = DEFAULT_BATCH_SIZE,
     keep_maps: bool = True,
     with_gt: bool = True,
     cancel: threading.Event | None = None,
@@ -120,22 +129,30 @@ def predict_paths(
 
     ``keep_maps=False`` drops the image and probability map after the stats are computed, for
     large batches. ``cancel`` is checked between batches: a cancelled run raises
-    :class:`Cancelled` after the last complete batch has been yielded.
+    :class:`Cancelled` after the last complete batch has been yielded. ``batch_size`` may be a
+    :class:`~unetpp_gui.core.batching.Trial`: the first batches then follow its plan (batch sizes, and
+    runtimes, timed on these slices) and the rest its measured size.
     """
     items = [Path(p) for p in paths]
     total = len(items)
     done = 0
-    batches = list(_chunks(items, max(1, int(batch_size))))
-    if batches:
-        model.warm_up()  # before the decode thread starts (see LoadedModel.warm_up)
-    pending = _prefetch(_prepare_batch, model, batches[0], with_gt) if batches else None
-    for bi in range(len(batches)):
+    trial = None if isinstance(batch_size, int) else batch_size
+    sizes = trial.sizes() if trial is not None else itertools.repeat(max(1, int(batch_size)))
+    chunks = _chunks(items, sizes)
+    batch = next(chunks, None)
+    if batch is not None:
+        (trial or model).warm_up()  # before the decode thread starts (see LoadedModel.warm_up)
+    pending = _prefetch(_prepare_batch, model, batch, with_gt) if batch is not None else None
+    step = 0
+    while pending is not None:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        assert pending is not None
         prepared = pending.result()
-        pending = _prefetch(_prepare_batch, model, batches[bi + 1], with_gt) if bi + 1 < len(batches) else None
-        for result in _run_batch(model, prepared, keep_maps):
+        batch = next(chunks, None)
+        pending = _prefetch(_prepare_batch, model, batch, with_gt) if batch is not None else None
+        run: BatchFn = functools.partial(trial.run, step=step) if trial is not None else model.predict_batch_with_std
+        step += 1
+        for result in _run_batch(model, prepared, keep_maps, run):
             done += 1
             yield result
         if progress is not None:
@@ -162,7 +179,7 @@ def predict_patients(
     paths: Iterable[str | Path],
     pixel_threshold: float,
     patient_filter: "PatientFilter | None",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: "int | Trial" = DEFAULT_BATCH_SIZE,
     keep_maps: bool = True,
     cancel: threading.Event | None = None,
     progress: ProgressFn | None = None,
@@ -187,16 +204,19 @@ def predict_patients(
         yield res
 
 
-def _model_outputs(model: LoadedModel, xs: list[np.ndarray]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """The model's probabilities (and TTA spread) for each prepared input, by index. Inputs are grouped
-    by size: a fixed-size model has one group, an any-size model may have several."""
+def _model_outputs(model: LoadedModel, xs: list[np.ndarray], run: BatchFn | None = None,
+                   ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """The model's probabilities (and TTA spread) for each prepared input, by index, each group run by ``run``
+    (default: the model's). Inputs are grouped by size: a fixed-size model has one group, an any-size model
+    may have several."""
+    run = run or model.predict_batch_with_std
     probs: dict[int, np.ndarray] = {}
     stds: dict[int, np.ndarray] = {}
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, x in enumerate(xs):
         by_shape.setdefault(x.shape, []).append(i)
     for idxs in by_shape.values():
-        out, std = model.predict_batch_with_std(np.stack([xs[i] for i in idxs]))
+        out, std = run(np.stack([xs[i] for i in idxs]))
         for k, i in enumerate(idxs):
             probs[i] = out[k]
             if std is not None:
@@ -204,9 +224,10 @@ def _model_outputs(model: LoadedModel, xs: list[np.ndarray]) -> tuple[dict[int, 
     return probs, stds
 
 
-def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool) -> list[SliceResult]:
+def _run_batch(model: LoadedModel, prepared: list[_Prepared], keep_maps: bool,
+               run: BatchFn | None = None) -> list[SliceResult]:
     good = [p for p in prepared if p.error is None]
-    probs, stds = _model_outputs(model, [p.x for p in good])  # type: ignore[misc]
+    probs, stds = _model_outputs(model, [p.x for p in good], run) if good else ({}, {})  # type: ignore[misc]
     results: list[SliceResult] = []
     gi = 0
     for p in prepared:

@@ -117,6 +117,7 @@ class LoadedModel:
     runtime_note: str = ""  # the runtime's version and cache file, or why the one asked for is not used
     runtime_runner: Any = None  # OpenVINO's compiled model, called in place of TensorFlow's graph
     openvino_pending: bool = False  # "auto" left OpenVINO's conversion and measurement for later (finish_openvino)
+    runtimes_unmeasured: bool = False  # "auto" converted but left the measurement to a run (batching.Trial)
     _functions: dict[tuple[int, int, bool], Callable[..., Any]] = field(default_factory=dict, repr=False)
 
     @cached_property
@@ -249,7 +250,7 @@ def _head_activation(keras_model: Any, output_index: int) -> str | None:
 
 def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
                prune_level: int | None = None, tta: bool = False, precision: str = "float32",
-               runtime: str = "tensorflow", defer_openvino: bool = False) -> LoadedModel:
+               runtime: str = "tensorflow", defer_openvino: bool = False, measure_on_run: bool = False) -> LoadedModel:
     """Load a segmentation model for inference (never compiles, never trains).
 
     Refuses files that would run stored code (Lambda layers) unless ``trust`` is set, and
@@ -266,6 +267,9 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     conversion does not import TensorFlow (``keras_model`` is None until :meth:`LoadedModel.network`).
     ``defer_openvino`` (with "auto" only): where this model was never measured here, start on TensorFlow
     without converting and set ``openvino_pending``; :func:`finish_openvino` converts and measures later.
+    ``measure_on_run`` (with "auto" only): where this model was never measured here, convert, start on OpenVINO
+    and set ``runtimes_unmeasured``: the caller measures both runtimes on its first slices
+    (:class:`~unetpp_gui.core.batching.Trial` with :func:`~unetpp_gui.core.batching.runtimes_of`).
     """
     path = Path(path)
     if precision not in PRECISIONS:
@@ -317,7 +321,8 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         folded_batch_norms=folded,
     )
     if runtime != "tensorflow":
-        _try_openvino(loaded, float32_network, unsafe, explicit=runtime == "openvino", defer=defer_openvino)
+        _try_openvino(loaded, float32_network, unsafe, explicit=runtime == "openvino", defer=defer_openvino,
+                      measure_on_run=measure_on_run)
     return loaded
 
 
@@ -419,7 +424,7 @@ def _check_io(model: Any, path: Path, output_index: int) -> tuple[tuple[int, int
 
 
 def _try_openvino(model: LoadedModel, network: Callable[[], Any], unsafe: list[str], explicit: bool,
-                  defer: bool = False) -> None:
+                  defer: bool = False, measure_on_run: bool = False) -> None:
     """Run the network ``network()`` builds (called only if a conversion is needed) with OpenVINO where it
     can; otherwise TensorFlow runs it, and the note says why (for "auto" only when OpenVINO is installed: not
     having it is the normal case). With "auto" OpenVINO is kept unless it measured more than 5 % slower than
@@ -446,13 +451,30 @@ def _try_openvino(model: LoadedModel, network: Callable[[], Any], unsafe: list[s
         return
     if explicit:
         return
+    if known is None and measure_on_run:
+        model.runtimes_unmeasured = True
+        model.runtime_note += f"; {UNMEASURED_NOTE}"
+        return
     keep, times = known if known is not None else keep_openvino(model)  # the cache is read once per start
+    settle_runtime(model, keep, times, cached=known is not None)
+
+
+def settle_runtime(model: LoadedModel, keep: bool, times: dict[str, float], cached: bool) -> None:
+    """Leave ``model`` (loaded on OpenVINO by "auto") on OpenVINO if ``keep``, else on TensorFlow, and say in its
+    note what was measured (``times``: seconds per slice by runtime)."""
+    from unetpp_gui.core.batching import describe_runtimes
+
+    model.runtimes_unmeasured = False
     if keep:
-        model.runtime_note += f"; {describe_runtimes(times, known is not None)}"
+        model.runtime_note = (model.runtime_note.removesuffix(f"; {UNMEASURED_NOTE}")
+                              + f"; {describe_runtimes(times, cached)}")
     else:
         model.runtime_runner, model.runtime = None, "tensorflow"
-        model.runtime_note = f"TensorFlow: {describe_runtimes(times, known is not None)}"
+        model.runtime_note = f"TensorFlow: {describe_runtimes(times, cached)}"
 
+
+#: The runtime note's end for a model whose runtimes a run measures on its first slices.
+UNMEASURED_NOTE = "OpenVINO and TensorFlow are timed on the first slices here, then the faster one runs"
 
 #: The runtime note of a model whose OpenVINO conversion and measurement were deferred.
 DEFERRED_NOTE = "OpenVINO not yet converted and measured for this model on this machine"
