@@ -55,6 +55,31 @@ def test_empty_stack_removes_nothing() -> None:
     assert len(removed) == 3 and not any(r.any() for r in removed)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_same_as_labelling_the_whole_stack(seed: int) -> None:
+    """The filter labels only the box around the predicted pixels: it must remove what labelling the whole
+    stack removes (components touching the box's edges and the stack's ends included)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    maps = [np.zeros((40, 48), np.uint8) for _ in range(7)]
+    for _ in range(rng.integers(2, 9)):  # blobs and specks anywhere, edges included
+        z, r, c = rng.integers(0, 7), rng.integers(0, 40), rng.integers(0, 48)
+        h, w = rng.integers(1, 9, size=2)
+        for k in range(z, min(7, z + rng.integers(1, 4))):
+            maps[k][r : r + h, c : c + w] = rng.integers(100, 256)
+    mask = np.stack(maps) > 128
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    for fraction in (1.0, 0.3):
+        if n == 0:
+            expected = np.zeros_like(mask)
+        else:
+            sizes = np.bincount(labels.ravel())[1:]
+            expected = mask & ~np.isin(labels, 1 + np.flatnonzero(sizes >= fraction * sizes.max()))
+        got = np.stack(removed_voxels(maps, 0.5, fraction))
+        assert (got == expected).all()
+
+
 def test_pack_round_trip() -> None:
     rng = np.random.default_rng(0)
     m = rng.random((37, 53)) > 0.7

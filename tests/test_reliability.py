@@ -228,6 +228,26 @@ def test_all_white_slice_is_flagged_not_silently_decided(tiny_model_path: Path, 
     assert rows["white.png"]["decision"]  # still predicted, with the warning beside it
 
 
+def test_unusual_slice_bounds() -> None:
+    """The check's two bounds, just inside and just outside (saturation counted on any channel; spread
+    from the slice's histogram)."""
+    from unetpp_gui.core.ood import unusual
+
+    img = np.zeros((100, 100, 3), np.uint8)
+    img.reshape(-1, 3)[:100, 2] = 255  # 1.00 % of the pixels saturated in one channel: not flagged
+    assert unusual(img) is None
+    img.reshape(-1, 3)[100, 1] = 255  # 1.01 %
+    assert "1% of its pixels are saturated" in unusual(img)
+    flat = np.full((100, 100, 3), 30, np.uint8)
+    noisy = flat.copy()
+    noisy.reshape(-1)[::2] += 4  # std 2.0 over all values (half 30, half 34): not uniform
+    assert "uniform" in unusual(flat) and unusual(noisy) is None
+    rng = np.random.default_rng(0)
+    for k in (5, 6, 7, 8, 9) * 4:  # spreads from 1.4 to 2.6 around 2: the histogram's std decides as numpy's
+        x = rng.integers(30, 30 + k, (64, 64, 3), dtype=np.uint8)
+        assert (unusual(x) is None) == (x.std() >= 2.0)
+
+
 # ----- fuzzing ------------------------------------------------------------------------------------------------
 def _mutants(data: bytes, n: int, seed: int) -> list[bytes]:
     rng = np.random.default_rng(seed)

@@ -19,12 +19,31 @@ UNIFORM_MEAN = 20.0
 
 def unusual(image: np.ndarray) -> str | None:
     """A one-line warning when ``image`` (H, W, 3 uint8) is unlike the training slices, else None."""
-    peak = image.max(axis=2)
-    saturated = float(np.count_nonzero(peak >= 255)) / peak.size
+    saturated = float(np.count_nonzero(_channel_peak(image) >= 255)) / (image.shape[0] * image.shape[1])
     if saturated > MAX_SATURATED:
         return (f"unlike the training slices: {saturated:.0%} of its pixels are saturated (MR slices of the "
                 "training data have almost none); check the decision")
-    mean, std = float(image.mean()), float(image.std())
+    mean, std = _mean_std(image)
     if std < UNIFORM_STD and mean > UNIFORM_MEAN:
         return "unlike the training slices: a uniform image with no anatomy; check the decision"
     return None
+
+
+def _channel_peak(image: np.ndarray) -> np.ndarray:
+    """(H, W): each pixel's brightest channel (``image.max(axis=2)``, several times faster on 3 channels)."""
+    peak = image[..., 0]
+    for c in range(1, image.shape[2]):
+        peak = np.maximum(peak, image[..., c])
+    return peak
+
+
+def _mean_std(image: np.ndarray) -> tuple[float, float]:
+    """``image.mean()`` and ``image.std()``; for uint8 from a 256-bin histogram (no float copy of the slice)."""
+    if image.dtype != np.uint8:
+        return float(image.mean()), float(image.std())
+    counts = np.bincount(image.ravel(), minlength=256).astype(np.float64)
+    values = np.arange(256, dtype=np.float64)
+    n = counts.sum()
+    mean = float(counts @ values / n)
+    var = float(counts @ (values - mean) ** 2 / n)
+    return mean, var ** 0.5
