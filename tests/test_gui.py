@@ -25,6 +25,21 @@ def _open_and_wait(qtbot, win: MainWindow, paths: list) -> None:
         win.open_paths(paths)
 
 
+def test_shown_slice_is_drawn_in_the_turn_after_its_result(qtbot, window: MainWindow, phantom_folder: Path) -> None:
+    """A results turn only stores; the shown slice's redraw gets a turn of its own (two turns of GUI work
+    instead of one long one), and is never lost: it also happens before a job reports that it finished."""
+    _open_and_wait(qtbot, window, [phantom_folder])
+    path = window.current
+    assert path is not None and window.panels.prob_q is not None  # drawn by the time the job finished
+    res = window.store.full(path)
+    window.panels.clear()
+    window._on_result(res)
+    window._take_results()  # the results turn, run here at once
+    assert window.store.compact[path] is not None and window.panels.prob_q is None
+    qtbot.waitUntil(lambda: window.panels.prob_q is not None, timeout=5_000)  # the next turn draws it
+    assert (window.panels.prob_q == res.prob_q).all()
+
+
 @pytest.mark.lgg
 def test_real_slice_panels_labels_and_live_thresholds(qtbot, window: MainWindow, lgg: Path,
                                                         lgg_tumour_and_clear) -> None:

@@ -102,6 +102,13 @@ def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | 
     # with OpenVINO pending, its preparation measures both runtimes at every size later (not twice, and not
     # before the first slice).
     model.warm_up()
+    if model.openvino_pending:
+        # Importing OpenVINO holds the interpreter lock for 45 ms in one piece (its native libraries load): here,
+        # while the model loads, not later beside a batch, when its preparation needs it.
+        try:
+            import openvino  # noqa: F401
+        except Exception:  # its preparation says why, later, and the model stays on TensorFlow meanwhile
+            pass
     if model.input_hw is not None and not model.openvino_pending:
         from unetpp_gui.core.batching import best_batch_size, describe
 

@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
         self._job: Any = None
         self._incoming: deque[SliceResult] = deque()  # results of the running job not yet taken in
         self._finished_job: Any = None  # a job that ended while its last results were still queued
+        self._render_due = False  # the shown slice got its result: drawn in the next turn (_render_if_due)
         self._hold_jobs = False  # True from the panels' first appearance until they have been painted
         self.job_progress = JobProgress(0)
         self.threshold_model = ThresholdModel()  # what the controls edit and every view reads
@@ -448,13 +449,18 @@ class MainWindow(QMainWindow):
         self.status.setText(self.job_progress.status_text())
         for res in errors:  # after the progress text, so that the status bar shows them
             self._say(f"{res.path.name}: {res.error}", error=True)
-        if shown:
-            self.render_current()
+        if shown and not self._render_due:  # a turn of its own: drawing the slice (~10 ms on a slow CPU, more
+            self._render_due = True         # with its repaint) comes after this one
+            QTimer.singleShot(NEXT_TURN_MS, self, self._render_if_due)
         if self._incoming:
             QTimer.singleShot(NEXT_TURN_MS, self, self._take_results)
         elif self._finished_job is not None:  # the job ended while its last results were queued
             job, self._finished_job = self._finished_job, None
             self._on_job_finished(job)
+
+    def _render_if_due(self) -> None:
+        if self._render_due and not self._closed:
+            self.render_current()
 
     def _on_job_finished(self, job: Any) -> None:
         if job is not self._job or self._closed:
@@ -462,6 +468,7 @@ class MainWindow(QMainWindow):
         if self._incoming:  # finish after its queued results have been taken in
             self._finished_job = job
             return
+        self._render_if_due()  # the shown slice's result is drawn before the job is reported finished
         self._job = None
         self.progress.hide()
         self.progress_text.hide()
@@ -501,6 +508,7 @@ class MainWindow(QMainWindow):
             self.slice_list.setCurrentRow(row)
 
     def render_current(self) -> None:
+        self._render_due = False
         path = self.current
         if path is None:
             return
