@@ -3,7 +3,8 @@
 Machines differ (on a 2-core AVX2 CPU batch 1 was fastest, on an AVX-512 one 4 or 8), so a constant is
 wrong somewhere. The first use of a model on a machine times each candidate, on the first batches of a
 run long enough for it (:class:`Trial`: their results are kept) or else on blank batches (a few seconds), and
-caches the choice, keyed by the model file, the inference variant and the CPU. The same cache holds, for ``runtime="auto"``, how fast OpenVINO and TensorFlow ran this model here (:func:`keeps_openvino`).
+caches the choice, keyed by the model file, the inference variant and the CPU. The same cache holds, for
+``runtime="auto"``, how fast OpenVINO and TensorFlow ran this model here (:func:`keeps_openvino`).
 """
 
 from __future__ import annotations
