@@ -14,6 +14,7 @@ TensorFlow's per-thread state does not survive that.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 import threading
@@ -106,7 +107,7 @@ def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | 
         # Importing OpenVINO holds the interpreter lock for 45 ms in one piece (its native libraries load): here,
         # while the model loads, not later beside a batch, when its preparation needs it.
         try:
-            import openvino  # noqa: F401
+            importlib.import_module("openvino")
         except Exception:  # its preparation says why, later, and the model stays on TensorFlow meanwhile
             pass
     if model.input_hw is not None and not model.openvino_pending:
