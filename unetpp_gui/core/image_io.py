@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from unetpp_gui.core.atomic import atomic_write_bytes
 from unetpp_gui.core.errors import ImageError
+from unetpp_gui.core.normalize import channel_peak
 
 #: How a NIfTI study's slice is named (core.volume.SLICE_TAG, kept here so image_io stays light).
 SLICE_TAG = "#z"
@@ -133,7 +134,7 @@ def load_image(path: str | Path) -> np.ndarray:
 def load_mask(path: str | Path, threshold: int = 127) -> np.ndarray:
     """Ground-truth mask as a boolean (H, W) array: pixels above ``threshold`` are tumour."""
     rgb = load_image(path)
-    return rgb.max(axis=2) > threshold
+    return channel_peak(rgb) > threshold
 
 
 def save_png(path: str | Path, array: np.ndarray) -> None:

@@ -60,12 +60,17 @@ class ChannelNorm:
         return cls(**known)
 
 
-def foreground(x: np.ndarray, floor: float) -> np.ndarray:
-    """(H, W) bool: pixels brighter than ``floor`` in any channel."""
+def channel_peak(x: np.ndarray) -> np.ndarray:
+    """(H, W): each pixel's brightest channel, as ``x.max(axis=-1)`` but several times faster for a few channels."""
     peak = x[..., 0]
     for c in range(1, x.shape[-1]):
         peak = np.maximum(peak, x[..., c])
-    return peak > floor
+    return peak
+
+
+def foreground(x: np.ndarray, floor: float) -> np.ndarray:
+    """(H, W) bool: pixels brighter than ``floor`` in any channel."""
+    return channel_peak(x) > floor
 
 
 def channel_percentiles(x: np.ndarray, mask: np.ndarray, q: float) -> np.ndarray:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from unetpp_gui.core.normalize import channel_peak
+
 #: Share of saturated pixels above which a slice is flagged (the LGG slices: at most 0.0003).
 MAX_SATURATED = 0.01
 #: A slice whose standard deviation is below this is uniform (no anatomy) ...
@@ -19,7 +21,7 @@ UNIFORM_MEAN = 20.0
 
 def unusual(image: np.ndarray) -> str | None:
     """A one-line warning when ``image`` (H, W, 3 uint8) is unlike the training slices, else None."""
-    saturated = float(np.count_nonzero(_channel_peak(image) >= 255)) / (image.shape[0] * image.shape[1])
+    saturated = float(np.count_nonzero(channel_peak(image) >= 255)) / (image.shape[0] * image.shape[1])
     if saturated > MAX_SATURATED:
         return (f"unlike the training slices: {saturated:.0%} of its pixels are saturated (MR slices of the "
                 "training data have almost none); check the decision")
@@ -27,14 +29,6 @@ def unusual(image: np.ndarray) -> str | None:
     if std < UNIFORM_STD and mean > UNIFORM_MEAN:
         return "unlike the training slices: a uniform image with no anatomy; check the decision"
     return None
-
-
-def _channel_peak(image: np.ndarray) -> np.ndarray:
-    """(H, W): each pixel's brightest channel (``image.max(axis=2)``, several times faster on 3 channels)."""
-    peak = image[..., 0]
-    for c in range(1, image.shape[2]):
-        peak = np.maximum(peak, image[..., c])
-    return peak
 
 
 def _mean_std(image: np.ndarray) -> tuple[float, float]:
