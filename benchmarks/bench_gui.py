@@ -49,7 +49,10 @@ def stalls(n: int, first_start: bool = False) -> tuple[list[float], float, int]:
     def ready(model) -> None:
         if model.openvino_pending:  # the cache had no measurement: wait for the app's own, never run beside it
             waiting.add("runtime")
-        loading.stop(), heartbeat.start(), tracer.start(), win.open_paths(paths)
+        loading.stop()
+        heartbeat.start()
+        tracer.start()
+        win.open_paths(paths)
     win.model_changed.connect(ready)
     loading.start()
 

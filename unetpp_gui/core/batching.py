@@ -68,8 +68,8 @@ def best_batch_size(model: Any, cache: Path | None = None) -> tuple[int, dict[in
         return known[0], known[1], True
     trial = Trial(model, {model.runtime: model.runtime_runner}, cache)
     trial.run_blank()
-    times = trial.times[model.runtime]
-    return min(times, key=times.get), times, False
+    assert trial.size is not None  # blank batches are always full
+    return trial.size, trial.times[model.runtime], False
 
 
 def _remember_sizes(cache: Path, model: Any, times: dict[int, float]) -> int:
