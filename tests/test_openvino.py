@@ -33,6 +33,16 @@ def ds_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def archive_model(ds_model: Path) -> Path:
+    """The same network as a .keras archive: no direct build, so OpenVINO gets it through Keras' conversion
+    (TensorFlow loaded), as any network the direct build does not cover (tests/test_openvino_graph.py)."""
+    path = ds_model.with_name("ds.keras")
+    if not path.exists():
+        load_model(ds_model).keras_model.save(path)
+    return path
+
+
 def _batch() -> np.ndarray:
     rng = np.random.default_rng(3)
     x = rng.random((3, 64, 64, 3), np.float32)
@@ -104,19 +114,26 @@ def test_openvino_compiles_each_input_shape_for_that_shape(ds_model: Path, tmp_p
 
 
 @needs_openvino
-def test_openvino_converts_once_and_falls_back_on_a_broken_cache(ds_model: Path, tmp_path: Path,
+def test_openvino_converts_once_and_falls_back_on_a_broken_cache(ds_model: Path, archive_model: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first = load_model(ds_model, runtime="openvino")
-    assert "converted" in first.runtime_note
+    assert "built" in first.runtime_note  # from the file, without TensorFlow
     cached = list((tmp_path / "cache" / "unetpp-viewer" / "openvino").glob("*.xml"))
     assert len(cached) == 1 and cached[0].with_suffix(".bin").is_file()
     assert not [p for p in cached[0].parent.iterdir() if p.name.startswith(".convert-")]  # no work folder left
     again = load_model(ds_model, runtime="openvino")
     assert again.runtime == "openvino" and "cached" in again.runtime_note
 
-    cached[0].write_text("<not a model>")  # a damaged cache: TensorFlow runs the model, and says why
-    broken = load_model(ds_model, runtime="auto")  # (no measurement: OpenVINO never ran)
+    cached[0].write_text("<not a model>")  # a damaged cache: built again from the file
+    rebuilt = load_model(ds_model, runtime="auto")
+    assert rebuilt.runtime == "openvino" and "built" in rebuilt.runtime_note
+    assert rebuilt.predict_batch(_batch()).shape == (3, 64, 64)
+    archive = load_model(archive_model, runtime="openvino")  # converted through Keras, once
+    assert "converted" in archive.runtime_note
+    (copy,) = [p for p in cached[0].parent.glob("ds-*.xml") if p != cached[0]]
+    copy.write_text("<not a model>")  # damaged, and nothing builds it directly: TensorFlow runs it, and says why
+    broken = load_model(archive_model, runtime="auto")  # (no measurement: OpenVINO never ran)
     assert broken.runtime == "tensorflow" and broken.runtime_note.startswith("TensorFlow: OpenVINO could not run")
     assert broken.predict_batch(_batch()).shape == (3, 64, 64)
 
@@ -154,8 +171,30 @@ def test_cli_names_the_runtime_and_predicts_the_same(ds_model: Path, phantom_fol
 
 
 @needs_openvino
-def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, ds_model: Path,
+def test_viewers_first_start_runs_openvino_built_from_the_file(qtbot, tmp_path: Path, ds_model: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """"auto" on an empty cache: OpenVINO from the first slice, no Keras network made, nothing left to prepare."""
+    from PySide6.QtCore import QSettings
+
+    monkeypatch.setenv("UNETPP_RUNTIME", "auto")
+    from unetpp_gui.ui.main_window import MainWindow
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.model_changed, timeout=180_000):
+        win.load_model(ds_model)
+    assert win.model.runtime == "openvino" and not win.model.openvino_pending and win.model.keras_model is None
+    assert "TensorFlow not timed" in win.model.runtime_note and win.openvino_action.isChecked()
+    assert win.results.model.text().endswith(", OpenVINO") and "prepared in the background" not in win.status.text()
+    assert win.model.batch_size_choice in (1, 2, 4) and "fastest per slice" in win.status.text()
+    win.close()
+
+
+@needs_openvino
+def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, archive_model: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network only Keras converts: TensorFlow at once, OpenVINO converted and both measured in the background."""
     from PySide6.QtCore import QSettings
 
     monkeypatch.setenv("UNETPP_RUNTIME", "auto")  # what a user gets
@@ -165,7 +204,7 @@ def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, ds_mod
     win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
     qtbot.addWidget(win)
     with qtbot.waitSignal(win.model_changed, timeout=180_000):
-        win.load_model(ds_model)
+        win.load_model(archive_model)
     assert win.model.runtime == "tensorflow" and win.model.openvino_pending  # never measured here: deferred
     assert win.results.model.text().endswith("preparing OpenVINO…")
     assert win.model.batch_size_choice is None  # measured once, with both runtimes, by the preparation
@@ -188,21 +227,23 @@ def test_model_menu_shows_and_switches_the_runtime(qtbot, tmp_path: Path, ds_mod
 
 
 @needs_openvino
-def test_auto_keeps_the_runtime_that_measured_faster(ds_model: Path, tmp_path: Path,
+def test_auto_keeps_the_runtime_that_measured_faster(ds_model: Path, archive_model: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from unetpp_gui.core.batching import cache_path
+    from unetpp_gui.core.batching import _choice_key, cache_path
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    first = load_model(ds_model, runtime="auto")
-    assert "measured" in first.runtime_note and "cached" not in first.runtime_note
+    first = load_model(ds_model, runtime="auto")  # built from the file: TensorFlow not loaded, so not timed
+    assert first.runtime == "openvino" and "TensorFlow not timed" in first.runtime_note
+    assert not cache_path().exists()
+    archive = load_model(archive_model, runtime="auto")  # TensorFlow loaded for Keras' conversion: both timed
+    assert "measured" in archive.runtime_note and "cached" not in archive.runtime_note
     from unetpp_gui.core.batching import best_batch_size
 
-    assert best_batch_size(first)[2]  # the runtime choice's timings served as the batch-size measurement
-    known = json.loads(cache_path().read_text())
-    (key,) = [k for k in known if k.startswith("runtime-choice:")]
-    assert set(known[key]) == {"tensorflow", "openvino"}
+    assert best_batch_size(archive)[2]  # the runtime choice's timings served as the batch-size measurement
+    assert set(json.loads(cache_path().read_text())[_choice_key(archive)]) == {"tensorflow", "openvino"}
+    known, key = {}, _choice_key(first)  # the same choice, read where an earlier start on this machine left it
     for fast, slow, expect, times in (("openvino", "tensorflow", "openvino", (0.01, 0.02)),
                                       ("tensorflow", "openvino", "tensorflow", (0.01, 0.02)),
                                       ("tensorflow", "openvino", "tensorflow", (0.010, 0.011)),  # 10 % slower
@@ -223,14 +264,12 @@ def test_auto_does_not_load_openvino_where_tensorflow_won_before(ds_model: Path,
     import json
     import shutil
 
-    from unetpp_gui.core.batching import cache_path
+    from unetpp_gui.core.batching import _choice_key, cache_path
     from unetpp_gui.core.openvino_runtime import cache_folder
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    load_model(ds_model, runtime="auto")  # measures once and converts
-    known = json.loads(cache_path().read_text())
-    (key,) = [k for k in known if k.startswith("runtime-choice:")]
-    known[key] = {"tensorflow": 0.01, "openvino": 0.02}
+    key = _choice_key(load_model(ds_model, runtime="auto"))  # built from the file
+    known = {key: {"tensorflow": 0.01, "openvino": 0.02}}  # as an earlier start measured it
     cache_path().write_text(json.dumps(known))
     shutil.rmtree(cache_folder())
     model = load_model(ds_model, runtime="auto")
@@ -244,7 +283,8 @@ def test_auto_does_not_load_openvino_where_tensorflow_won_before(ds_model: Path,
 
 
 @needs_openvino
-def test_openvino_converts_from_float32_when_the_engine_runs_bfloat16(ds_model: Path, tmp_path: Path,
+def test_openvino_converts_from_float32_when_the_engine_runs_bfloat16(ds_model: Path, archive_model: Path,
+                                                                      tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A bfloat16 load builds no float32 network unless OpenVINO must convert: then it converts the float32
     function (its bfloat16 hint applies at compile time), and a later start reuses the conversion."""
@@ -252,11 +292,12 @@ def test_openvino_converts_from_float32_when_the_engine_runs_bfloat16(ds_model: 
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     fp32 = load_model(ds_model)
-    for note in ("converted", "cached"):
-        ov = load_model(ds_model, runtime="openvino", precision="bfloat16")
-        assert ov.runtime == "openvino" and ov.precision == "bfloat16" and note in ov.runtime_note
-        assert np.abs(ov.predict_batch(_batch()) - fp32.predict_batch(_batch())).max() < 0.02
-    assert len(list(cache_folder().glob("*.xml"))) == 1
+    for model, notes in ((archive_model, ("converted", "cached")), (ds_model, ("built", "cached"))):
+        for note in notes:
+            ov = load_model(model, runtime="openvino", precision="bfloat16")
+            assert ov.runtime == "openvino" and ov.precision == "bfloat16" and note in ov.runtime_note
+            assert np.abs(ov.predict_batch(_batch()) - fp32.predict_batch(_batch())).max() < 0.02
+    assert len(list(cache_folder().glob("*.xml"))) == 2
 
 
 _FAST_START = """
@@ -299,7 +340,7 @@ def test_a_start_that_runs_openvino_does_not_import_tensorflow(ds_model: Path, v
     cache = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     tf_model = load_model(ds_model, **variant)
-    load_model(ds_model, runtime="openvino", **variant)  # the first start converts (TensorFlow is needed then)
+    load_model(ds_model, runtime="openvino", **variant)  # the first start builds it (tests/test_openvino_graph.py)
     facts = list((cache / "unetpp-viewer" / "openvino").glob("*.json"))
     assert len(facts) == 1
     imported, probs, (network,) = _fresh_start(ds_model, tmp_path, cache, runtime="openvino", network=True,
@@ -323,33 +364,31 @@ def json_round_trip(value: object) -> object:
 @needs_openvino
 def test_fast_start_follows_auto_and_falls_back_on_damaged_facts(ds_model: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """"auto" skips TensorFlow only where an earlier start measured OpenVINO faster; damaged or missing facts
-    (a cache from an older version) mean a normal start, which writes them again."""
+    """"auto" skips TensorFlow unless an earlier start measured TensorFlow faster; damaged or missing facts (a
+    cache from an older version) mean the network is built again from the file, which writes them again."""
     import json
 
-    from unetpp_gui.core.batching import cache_path
+    from unetpp_gui.core.batching import _choice_key, cache_path
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    load_model(ds_model, runtime="auto")  # measures both runtimes and converts
-    known = json.loads(cache_path().read_text())
-    (key,) = [k for k in known if k.startswith("runtime-choice:")]
+    key = _choice_key(load_model(ds_model, runtime="auto"))  # built from the file
     for times, runtime, tensorflow in (({"tensorflow": 0.01, "openvino": 0.03}, "tensorflow", True),
                                        ({"tensorflow": 0.03, "openvino": 0.01}, "openvino", False)):
-        known[key] = times
-        cache_path().write_text(json.dumps(known))
+        cache_path().write_text(json.dumps({key: times}))  # as an earlier start measured it
         imported, _, _ = _fresh_start(ds_model, tmp_path, cache, runtime="auto")
         assert imported["summary"]["runtime"] == runtime and imported["tensorflow"] is tensorflow
     (facts,) = (cache / "unetpp-viewer" / "openvino").glob("*.json")
     sound = json.loads(facts.read_text())
-    for damage in ("{not json", json.dumps({"n_outputs": sound["n_outputs"]})):
-        facts.write_text(damage)
+    for damage in ("{not json", json.dumps({"n_outputs": sound["n_outputs"]}), None):
+        if damage is None:
+            facts.unlink()
+        else:
+            facts.write_text(damage)
         imported, probs, _ = _fresh_start(ds_model, tmp_path, cache, runtime="openvino")
-        assert imported["summary"]["runtime"] == "openvino" and imported["tensorflow"] is True
-        assert probs.shape == (3, 64, 64)
-    facts.unlink()
-    load_model(ds_model, runtime="openvino")  # a normal start that runs OpenVINO writes the facts again
-    assert json.loads(facts.read_text()) == sound
+        assert imported["summary"]["runtime"] == "openvino" and imported["tensorflow"] is False
+        assert "built" in imported["summary"]["runtime_note"] and probs.shape == (3, 64, 64)
+        assert json.loads(facts.read_text()) == sound  # written again
 
 
 @needs_openvino
@@ -375,10 +414,12 @@ def test_architecture_view_of_a_model_started_without_tensorflow(qtbot, tmp_path
 
 
 @needs_openvino
-def test_deferred_auto_converts_in_a_child_process_then_measures(ds_model: Path, tmp_path: Path,
+def test_deferred_auto_converts_in_a_child_process_then_measures(archive_model: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The viewer's first start with "auto": TensorFlow at once, nothing converted in its own process; a child
-    process converts, then both runtimes are measured on a copy, which the model adopts."""
+    """The viewer's first start with "auto" on a network only Keras converts: TensorFlow at once, nothing converted
+    in its own process; a child process converts, then both runtimes are measured on a copy, which the model
+    adopts."""
+    ds_model = archive_model
     from unetpp_gui.core.batching import cached_runtime_choice
     from unetpp_gui.core.model_io import DEFERRED_NOTE, finish_openvino
     from unetpp_gui.core.openvino_child import convert
@@ -427,8 +468,9 @@ def test_deferred_auto_converts_in_a_child_process_then_measures(ds_model: Path,
 
 
 @needs_openvino
-def test_deferred_conversion_failing_or_stopped_keeps_tensorflow(ds_model: Path, tmp_path: Path,
+def test_deferred_conversion_failing_or_stopped_keeps_tensorflow(archive_model: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    ds_model = archive_model
     import threading
     import time
 
@@ -454,17 +496,24 @@ def test_deferred_conversion_failing_or_stopped_keeps_tensorflow(ds_model: Path,
 
 
 @needs_openvino
-def test_short_cli_run_leaves_openvino_for_later(ds_model: Path, phantom_folder: Path, tmp_path: Path) -> None:
-    """A run of a few slices would spend longer converting and measuring than predicting."""
+def test_short_cli_run_leaves_openvino_for_later(ds_model: Path, archive_model: Path, phantom_folder: Path,
+                                                 tmp_path: Path) -> None:
+    """A run of a few slices would spend longer converting through Keras and measuring than predicting; a network
+    built directly from its file costs well under a second and runs on OpenVINO at once."""
     import os
 
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "UNETPP_RUNTIME": "auto"}
-    res = subprocess.run([sys.executable, "-m", "unetpp_gui.cli", "predict", str(phantom_folder), "--model",
-                          str(ds_model), "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                         timeout=300, env=env)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "inference runs on TensorFlow" in res.stderr and "not yet converted" in res.stderr
-    assert not (tmp_path / "cache" / "unetpp-viewer" / "openvino").exists()
+    for model, runtime in ((archive_model, "TensorFlow"), (ds_model, "OpenVINO")):
+        res = subprocess.run([sys.executable, "-m", "unetpp_gui.cli", "predict", str(phantom_folder), "--model",
+                              str(model), "--out", str(tmp_path / model.suffix)], capture_output=True, text=True,
+                             timeout=300, env=env)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert f"inference runs on {runtime}" in res.stderr
+        converted = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").rglob("*.xml"))
+        if runtime == "TensorFlow":
+            assert "not yet converted" in res.stderr and converted == []
+        else:
+            assert "TensorFlow not timed" in res.stderr and converted == ["ds"]
 
 
 def _conversion_children(with_pid: bool = False) -> list:
@@ -490,10 +539,11 @@ def _niceness(pid: int) -> int | None:
 
 @needs_openvino
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
-def test_another_model_stops_the_background_conversion(qtbot, tmp_path: Path, ds_model: Path,
+def test_another_model_stops_the_background_conversion(qtbot, tmp_path: Path, archive_model: Path,
                                                        tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from PySide6.QtCore import QSettings
 
+    ds_model = archive_model
     from unetpp_gui.ui.main_window import MainWindow
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

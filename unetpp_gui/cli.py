@@ -50,8 +50,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from unetpp_gui.core.batching import MIN_SLICES_TO_MEASURE
     from unetpp_gui.core.model_io import load_model, resolve_model_path
 
-    # a short run would spend longer converting for OpenVINO and measuring it than predicting: it leaves that to
-    # a longer run (or the viewer, which converts in the background)
+    # a short run would spend longer converting for OpenVINO through Keras and measuring it than predicting: it
+    # leaves that to a longer run (or the viewer, which converts in the background); a direct build is not deferred
     short = len(found.slices) < MIN_SLICES_TO_MEASURE and not studies
     model = load_model(resolve_model_path(args.model), trust=args.trust_model, prune_level=args.prune, tta=args.tta,
                        precision=args.precision, runtime=args.runtime, defer_openvino=short,
@@ -239,15 +239,18 @@ def _add_runtime_argument(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--runtime", choices=RUNTIMES, default=default_runtime(),
                    help="what runs the network: auto (default; UNETPP_RUNTIME changes it) = OpenVINO where it is "
-                        "installed (a default dependency; converted once and cached) unless it measured more than 5 %% "
-                        "slower than TensorFlow for this model on this machine (a start that runs OpenVINO then "
-                        "does not import TensorFlow), else TensorFlow")
+                        "installed (a default dependency; the network is built for it from the .h5 file without "
+                        "TensorFlow, or converted through Keras, and cached), else TensorFlow; where TensorFlow is "
+                        "loaded anyway (a Keras conversion), both are timed and OpenVINO is kept unless over 5 %% "
+                        "slower, a choice later starts follow")
 
 
 def _runtime_text(model: object) -> str:
     runtime = {"openvino": "OpenVINO", "tensorflow": "TensorFlow"}[model.runtime]  # type: ignore[attr-defined]
     note = model.runtime_note  # type: ignore[attr-defined]
-    return f"{runtime}, {model.precision}" + (f" ({note})" if note and not note.startswith("OpenVINO") else "")  # type: ignore[attr-defined]
+    if note.startswith("OpenVINO"):  # "OpenVINO <version> (<its copy>); <why auto chose it>": the why
+        note = note.partition("); ")[2]
+    return f"{runtime}, {model.precision}" + (f" ({note})" if note else "")  # type: ignore[attr-defined]
 
 
 def _card_summary(text: str) -> str:

@@ -328,10 +328,12 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
 
 def _load_without_tensorflow(path: Path, output_index: int, prune_level: int | None, tta: bool, precision: str,
                              explicit: bool) -> LoadedModel | None:
-    """The model on OpenVINO's cached conversion, TensorFlow and Keras never imported: for a start that runs
-    OpenVINO anyway (asked for by name, or with "auto" where an earlier start's measurement kept it) and finds the
-    conversion and its network facts in the cache. It skips TensorFlow's import and the Keras rebuild (seconds
-    of every start). None where that is not possible; the normal load runs then."""
+    """The model on OpenVINO, TensorFlow and Keras never imported: its conversion read from the cache, or built
+    from the file directly (:func:`~unetpp_gui.core.openvino_runtime.direct_conversion`, well under a second)
+    and cached. For a start asked to run OpenVINO, and for "auto" unless an earlier start here measured
+    TensorFlow faster for this model. It skips TensorFlow's import and the Keras rebuild (3-7 s of a start on 2
+    cores). None where that is not possible (a network the direct build does not cover and no cached
+    conversion); the normal load runs then."""
     from types import SimpleNamespace
 
     from unetpp_gui.core import openvino_runtime
@@ -341,17 +343,24 @@ def _load_without_tensorflow(path: Path, output_index: int, prune_level: int | N
     variant = dict(path=path, prune_level=prune_level, tta=tta, precision="bfloat16" if bf16 else "float32")
     # the cached choice first (what its key needs is known now): where TensorFlow won, the file is not hashed
     known = None if explicit else cached_runtime_choice(SimpleNamespace(**variant))
-    if not explicit and (known is None or not known[0]):
-        return None  # never measured here, or TensorFlow won: the normal load decides
-    found = openvino_runtime.cached_conversion(path, prune_level, -1 if prune_level is not None else output_index)
-    if found is None:
-        return None
-    xml, facts = found
-    model = LoadedModel(keras_model=None, metadata=read_metadata(path), **variant, **facts)
-    if openvino_runtime.attach_cached(model, xml) is not None:
+    if known is not None and not known[0]:
+        return None  # TensorFlow measured faster here: the normal load keeps it
+    index = -1 if prune_level is not None else output_index
+    model = None
+    for how in ("cached", "built"):  # a cached copy OpenVINO cannot read (damaged) is built again
+        found = (openvino_runtime.cached_conversion if how == "cached" else openvino_runtime.direct_conversion)(
+            path, prune_level, index)
+        if found is not None:
+            model = LoadedModel(keras_model=None, metadata=read_metadata(path), **variant, **found[1])
+            if openvino_runtime.attach_cached(model, found[0], how) is None:
+                break
+            model = None
+    if model is None:
         return None
     if known is not None:
         model.runtime_note += f"; {describe_runtimes(known[1], True)}"
+    elif not explicit:
+        model.runtime_note += f"; {UNTIMED_NOTE}"
     return model
 
 
@@ -475,6 +484,10 @@ def settle_runtime(model: LoadedModel, keep: bool, times: dict[str, float], cach
 
 #: The runtime note's end for a model whose runtimes a run measures on its first slices.
 UNMEASURED_NOTE = "OpenVINO and TensorFlow are timed on the first slices here, then the faster one runs"
+
+#: The runtime note's end where "auto" runs OpenVINO without timing TensorFlow (see README, "Runtimes").
+UNTIMED_NOTE = ("TensorFlow not timed: on every CPU type measured OpenVINO ran within 8 % of its speed or faster, "
+                "and a start without TensorFlow is seconds shorter")
 
 #: The runtime note of a model whose OpenVINO conversion and measurement were deferred.
 DEFERRED_NOTE = "OpenVINO not yet converted and measured for this model on this machine"

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -79,12 +80,19 @@ def _convert(network: Any, xml: Path) -> None:
 
     import openvino as ov
 
+    with warnings.catch_warnings():  # Keras: a list given where the functional model names its input
+        warnings.simplefilter("ignore", UserWarning)
+        ov_model = ov.convert_model(network)
+    _save(ov_model, xml)
+
+
+def _save(ov_model: Any, xml: Path) -> None:
+    """Write an OpenVINO model to ``xml`` and its .bin (under a temporary name, then moved)."""
+    import openvino as ov
+
     xml.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".convert-", dir=xml.parent))
     try:
-        with warnings.catch_warnings():  # Keras: a list given where the functional model names its input
-            warnings.simplefilter("ignore", UserWarning)
-            ov_model = ov.convert_model(network)
         ov.save_model(ov_model, str(work / xml.name), compress_to_fp16=False)
         os.replace(work / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
         os.replace(work / xml.name, xml)  # the .xml last: it marks a complete pair
@@ -219,6 +227,34 @@ def cached_conversion(path: Path, prune_level: int | None, output_index: int,
     return None
 
 
+def direct_conversion(path: Path, prune_level: int | None, output_index: int,
+                      cache: Path | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """Build this model file's network for OpenVINO without TensorFlow (:mod:`~unetpp_gui.core.openvino_graph`)
+    and keep it in the cache as a conversion; (.xml, network facts) as :func:`cached_conversion` gives them, or
+    None where the direct build does not cover the network (the Keras conversion then runs) or OpenVINO is absent.
+    Same file, same key: whichever way made the cached copy, later starts read it."""
+    if version() is None:
+        return None
+    from unetpp_gui.core.openvino_graph import Unsupported, build
+
+    try:
+        network, facts = build(path, prune_level)
+    except (Unsupported, ImportError, OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return None
+    wanted = output_index if output_index >= 0 else facts["n_outputs"] + output_index
+    if not 0 <= wanted < facts["n_outputs"]:
+        return None  # the normal load says what is wrong
+    facts = {**facts, "output_index": wanted, "output_channels": facts["output_channels"][wanted],
+             "apply_activation": facts["apply_activation"][wanted]}
+    xml = (cache or cache_folder()) / f"{cache_key(path, prune_level, wanted)}.xml"
+    try:
+        _save(network, xml)
+        _write_facts(xml, SimpleNamespace(**facts))
+    except (OSError, RuntimeError):
+        return None
+    return (xml, facts) if _read_facts(_facts_path(xml)) is not None else None
+
+
 class _Compiler:
     """Compiles one converted network for the CPU, for a free or a fixed input shape."""
 
@@ -278,12 +314,13 @@ def attach(model: Any, network: Callable[[], Any], cache: Path | None = None) ->
     return None
 
 
-def attach_cached(model: Any, xml: Path) -> str | None:
-    """Run ``model`` (a LoadedModel built from :func:`cached_conversion`'s facts, without TensorFlow) on the
-    conversion ``xml``; None on success, else why not."""
+def attach_cached(model: Any, xml: Path, how: str = "cached") -> str | None:
+    """Run ``model`` (a LoadedModel built from :func:`cached_conversion`'s or :func:`direct_conversion`'s facts,
+    without TensorFlow) on the conversion ``xml`` (``how`` it came: "cached", "built"); None on success, else why
+    not."""
     try:
         runner = _runner(model, xml)
     except Exception as exc:  # the caller falls back to the normal load
         return _failure(exc)
-    _use(model, runner, f"cached {xml.name}; TensorFlow not loaded")
+    _use(model, runner, f"{how} {xml.name}; TensorFlow not loaded")
     return None
