@@ -2,7 +2,7 @@
 
 Each path runs in a fresh process and is timed from process start to exit (Python start, TensorFlow
 import, model load, every slice decoded, predicted and its mask written). `unetpp predict` runs with an
-empty cache (its first run on a machine: batch sizes measured, OpenVINO conversion) and again with the
+empty cache (its first run on a machine: batch sizes measured, OpenVINO's network built) and again with the
 cache it left (every later run), on each runtime: TensorFlow, OpenVINO asked for by name, and auto. Prints a markdown section.
 
 Usage: python benchmarks/bench_process.py [N_SLICES]
@@ -58,6 +58,9 @@ def auto_choice(cache: Path) -> str:
         return "`--runtime auto` left no runtime measurement (OpenVINO unusable here): TensorFlow ran."
     times = next((v for k, v in known.items() if k.startswith("runtime-choice:")), None)
     if not times:
+        if any(":openvino:" in k for k in known):  # batch sizes timed on OpenVINO only
+            return ("`--runtime auto` ran **OpenVINO**, built from the model file without TensorFlow (TensorFlow "
+                    "not timed).")
         return "`--runtime auto` left no runtime measurement: TensorFlow ran."
     from unetpp_gui.core.batching import keeps_openvino
 

@@ -90,9 +90,9 @@ def favour_gui_thread() -> None:
 @job
 def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | None = None, tta: bool = False,
                       precision: str = "float32", runtime: str = "tensorflow") -> Any:
-    """Returns a LoadedModel (``returned``) or raises ModelError (``errored``). With "auto" on a machine that
-    never measured OpenVINO for this model, it starts on TensorFlow (``openvino_pending``: see
-    :func:`prepare_openvino_worker`)."""
+    """Returns a LoadedModel (``returned``) or raises ModelError (``errored``). With "auto" it runs OpenVINO
+    built from the file (no TensorFlow import); a network only Keras converts, never measured on this machine,
+    starts on TensorFlow (``openvino_pending``: see :func:`prepare_openvino_worker`)."""
     background_priority()  # before TensorFlow starts its thread pools here
     from unetpp_gui.core.model_io import load_model
 

@@ -261,15 +261,19 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     so only on such CPUs; a model that cannot be rebuilt that way stays float32.
     ``keras_model`` is the network as in the file (pruned if asked); inference runs ``runtime_model``,
     the same function with batch norms folded into their convolutions and the chosen precision.
-    ``runtime`` "openvino" runs that network with OpenVINO (converted once, cached), "auto" does so where
-    OpenVINO is installed and measured no more than 5 % slower (:func:`~unetpp_gui.core.batching.keeps_openvino`);
-    either falls back to TensorFlow, saying why in ``runtime_note``. A start that runs OpenVINO from its cached
-    conversion does not import TensorFlow (``keras_model`` is None until :meth:`LoadedModel.network`).
-    ``defer_openvino`` (with "auto" only): where this model was never measured here, start on TensorFlow
-    without converting and set ``openvino_pending``; :func:`finish_openvino` converts and measures later.
-    ``measure_on_run`` (with "auto" only): where this model was never measured here, convert, start on OpenVINO
-    and set ``runtimes_unmeasured``: the caller measures both runtimes on its first slices
-    (:class:`~unetpp_gui.core.batching.Trial` with :func:`~unetpp_gui.core.batching.runtimes_of`).
+    ``runtime`` "openvino" runs that network with OpenVINO (built from the file without TensorFlow where
+    :mod:`~unetpp_gui.core.openvino_graph` covers it, else converted through Keras; cached). "auto" does so
+    where OpenVINO is installed, unless an earlier start here measured it more than 5 % slower
+    (:func:`~unetpp_gui.core.batching.keeps_openvino`); TensorFlow is timed against it only where TensorFlow is
+    loaded anyway (a network only Keras converts). Either falls back to TensorFlow, saying why in
+    ``runtime_note``. A start that runs OpenVINO built or cached that way does not import TensorFlow
+    (``keras_model`` is None until :meth:`LoadedModel.network`).
+    ``defer_openvino`` (with "auto" only; a network only Keras converts): where this model was never measured
+    here, start on TensorFlow without converting and set ``openvino_pending``; :func:`finish_openvino` converts
+    and measures later.
+    ``measure_on_run`` (with "auto" only; a network only Keras converts): where this model was never measured
+    here, convert, start on OpenVINO and set ``runtimes_unmeasured``: the caller measures both runtimes on its
+    first slices (:class:`~unetpp_gui.core.batching.Trial` with :func:`~unetpp_gui.core.batching.runtimes_of`).
     """
     path = Path(path)
     if precision not in PRECISIONS:
@@ -486,8 +490,8 @@ def settle_runtime(model: LoadedModel, keep: bool, times: dict[str, float], cach
 UNMEASURED_NOTE = "OpenVINO and TensorFlow are timed on the first slices here, then the faster one runs"
 
 #: The runtime note's end where "auto" runs OpenVINO without timing TensorFlow (see README, "Runtimes").
-UNTIMED_NOTE = ("TensorFlow not timed: on every CPU type measured OpenVINO ran within 8 % of its speed or faster, "
-                "and a start without TensorFlow is seconds shorter")
+UNTIMED_NOTE = ("TensorFlow not timed: OpenVINO ran at 0.98-1.45x its speed on the four CPU types measured, and a "
+                "start without TensorFlow is seconds shorter")
 
 #: The runtime note of a model whose OpenVINO conversion and measurement were deferred.
 DEFERRED_NOTE = "OpenVINO not yet converted and measured for this model on this machine"

@@ -1,8 +1,10 @@
 """OpenVINO as a second CPU runtime for inference (a default dependency; the app runs without it).
 
-The network TensorFlow would run (pruned, batch norms folded, float32) is converted once to
-OpenVINO's format and cached on disk, keyed by the model file's content, the variant and the OpenVINO
-version, so a second start reads the converted model instead of converting again. Inference then calls
+The network TensorFlow would run (pruned, batch norms folded, float32) is built once in OpenVINO's format and
+cached on disk, keyed by the model file's content, the variant and the OpenVINO version, so a second start reads
+it instead of building it again. It is built straight from the .h5 file without TensorFlow where
+:mod:`~unetpp_gui.core.openvino_graph` covers the network (:func:`direct_conversion`: every network this project
+trains), else converted by OpenVINO from the Keras network (:func:`attach`, TensorFlow loaded). Inference then calls
 the compiled model in place of TensorFlow's graph, with the same head, activation and test-time
 augmentation. Anything that goes wrong (OpenVINO absent, conversion or compilation failing) leaves the
 model on TensorFlow: :func:`attach` returns why, and the caller says so.

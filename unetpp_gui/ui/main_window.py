@@ -233,7 +233,7 @@ class MainWindow(QMainWindow):
         self.results.model.setToolTip(f"{model.path}\n{model.n_params:,} parameters")
 
     def _prepare_openvino(self, model: Any) -> None:
-        """"auto" where OpenVINO was never measured for this model here: the model runs on TensorFlow at once,
+        """"auto" for a network only Keras converts, never measured here: the model runs on TensorFlow at once,
         a child process converts it for OpenVINO, and once no prediction runs both runtimes are measured; the
         one "auto" keeps takes over (cached: later starts begin with it)."""
         self._preparing = threading.Event()
