@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import save_png
 from unetpp_gui.core import openvino_runtime
 from unetpp_gui.core.model_io import load_model
+from unetpp_gui.core.phantom import phantom
 
 needs_openvino = pytest.mark.skipif(openvino_runtime.version() is None, reason="OpenVINO not installed")
 
@@ -187,7 +189,20 @@ def test_viewers_first_start_runs_openvino_built_from_the_file(qtbot, tmp_path: 
     assert win.model.runtime == "openvino" and not win.model.openvino_pending and win.model.keras_model is None
     assert "TensorFlow not timed" in win.model.runtime_note and win.openvino_action.isChecked()
     assert win.results.model.text().endswith(", OpenVINO") and "prepared in the background" not in win.status.text()
-    assert win.model.batch_size_choice in (1, 2, 4) and "fastest per slice" in win.status.text()
+    assert win.model.batch_size_choice is None  # not timed on blank batches before the first slice: by a batch
+    folder = tmp_path / "slices"
+    for i in range(16):
+        save_png(folder / f"s_{i:02d}.png", phantom(64, lesion=i % 2 == 0, seed=i)[0])
+    said: list[str] = []
+    win.message.connect(said.append)
+    with qtbot.waitSignal(win.predictions_finished, timeout=180_000):
+        win.open_paths([str(folder)])
+    assert win.model.batch_size_choice in (1, 2, 4)
+    assert [m for m in said if "16 slice(s) predicted" in m and "fastest per slice on this machine" in m]
+    assert all(win.store.compact[p].ok for p in win.store.paths)  # every slice predicted, the timed ones too
+    from unetpp_gui.core.batching import cached_batch_size
+
+    assert cached_batch_size(win.model)[0] == win.model.batch_size_choice  # the next start finds it
     win.close()
 
 

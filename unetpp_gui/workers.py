@@ -99,9 +99,10 @@ def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | 
     model = load_model(path, trust=trust, prune_level=prune_level, tta=tta, precision=precision, runtime=runtime,
                        defer_openvino=True)
     # Warm up (trace the graph here, alone, so the first real slice is not slowed by it and the trace never
-    # runs beside the decode thread) and choose the batch size by measurement, cached per model and machine;
-    # with OpenVINO pending, its preparation measures both runtimes at every size later (not twice, and not
-    # before the first slice).
+    # runs beside the decode thread). The batch size measured on this machine before, if any (cached per model
+    # and machine); else the first batch of slices measures it (predict_worker), not blank batches here: that
+    # put 1.4 s before a first start's first overlay. With OpenVINO pending, its preparation measures both
+    # runtimes at every size later.
     model.warm_up()
     if model.openvino_pending:
         # Importing OpenVINO holds the interpreter lock for 45 ms in one piece (its native libraries load): here,
@@ -111,10 +112,11 @@ def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | 
         except Exception:  # its preparation says why, later, and the model stays on TensorFlow meanwhile
             pass
     if model.input_hw is not None and not model.openvino_pending:
-        from unetpp_gui.core.batching import best_batch_size, describe
+        from unetpp_gui.core.batching import cached_batch_size, describe
 
-        size, times, cached = best_batch_size(model)
-        model.batch_size_choice, model.batch_size_note = size, describe(size, times, cached)
+        known = cached_batch_size(model)
+        if known is not None:
+            model.batch_size_choice, model.batch_size_note = known[0], describe(known[0], known[1], True)
     settle_heap()
     return model
 
@@ -168,19 +170,43 @@ def discover_worker(paths: list[str]) -> Any:
 
 
 @job
-def predict_worker(model: Any, paths: Sequence[Path], batch_size: int = 8, patient_filter: Any = None,
+def predict_worker(model: Any, paths: Sequence[Path], batch_size: int | None = None, patient_filter: Any = None,
                    patients: dict[Path, str] | None = None) -> Iterator[Any]:
     """Yields each SliceResult in order; ``quit()`` cancels.
 
-    With ``patient_filter`` a patient's slices arrive together, once its last slice is predicted;
-    ``patients`` names each path's patient (the window's, found among all its slices, not only these).
+    ``batch_size`` None: the model's measured size, or, where this machine has none for it yet, its first
+    slices measure it (:func:`measuring_plan`). With ``patient_filter`` a patient's slices arrive together, once
+    its last slice is predicted; ``patients`` names each path's patient (the window's, found among all its
+    slices, not only these).
     """
     background_priority()  # and the decode thread it starts
     from unetpp_gui.core.inference import predict_patients
 
-    yield from predict_patients(model, list(paths), model.metadata.pixel_threshold, patient_filter,
-                                batch_size=batch_size, keep_maps=True,
-                                patient_of=patients.__getitem__ if patients is not None else None)
+    plan = batch_size or measuring_plan(model, len(paths))
+    trial = None if isinstance(plan, int) else plan
+    for result in predict_patients(model, list(paths), model.metadata.pixel_threshold, patient_filter,
+                                   batch_size=plan, keep_maps=True,
+                                   patient_of=patients.__getitem__ if patients is not None else None):
+        if trial is not None and trial.size is not None:  # measured on these slices: later jobs use it
+            from unetpp_gui.core.batching import describe
+
+            model.batch_size_note = describe(trial.size, trial.times[model.runtime], False)
+            model.batch_size_choice, trial = trial.size, None
+        yield result
+
+
+def measuring_plan(model: Any, slices: int) -> Any:
+    """The batch size for ``slices`` slices: the model's measured one; else a :class:`~unetpp_gui.core.batching.Trial`
+    that times sizes 1, 2, 4 on the first of them (their results kept, the choice cached), where there are enough
+    and the runtime is settled; else 4."""
+    if model.batch_size_choice:
+        return model.batch_size_choice
+    from unetpp_gui.core.batching import Trial
+
+    trial = Trial(model, {model.runtime: model.runtime_runner})
+    if model.input_hw is None or model.openvino_pending or slices < trial.slices:
+        return 4
+    return trial
 
 
 @job

@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
         self._incoming: deque[SliceResult] = deque()  # results of the running job not yet taken in
         self._finished_job: Any = None  # a job that ended while its last results were still queued
         self._render_due = False  # the shown slice got its result: drawn in the next turn (_render_if_due)
+        self._said_batch_note = ""  # the batch-size note the status bar last gave (a batch may measure a new one)
         self._hold_jobs = False  # True from the panels' first appearance until they have been painted
         self.job_progress = JobProgress(0)
         self.threshold_model = ThresholdModel()  # what the controls edit and every view reads
@@ -209,6 +210,7 @@ class MainWindow(QMainWindow):
                                                             meta.pixel_threshold, meta.decision_threshold))
         self.controls.setEnabled(True)
         self.empty.set_model_state(f"Model {model.name} is ready.")
+        self._said_batch_note = model.batch_size_note
         self._say(f"Model {model.name} ready" + (f"; {model.batch_size_note}." if model.batch_size_note else ".")
                   + (" OpenVINO is prepared in the background (once for this model on this machine)."
                      if model.openvino_pending else ""))
@@ -300,7 +302,8 @@ class MainWindow(QMainWindow):
         return best
 
     def effective_batch_size(self) -> int:
-        """The batch size given to the window, else the one measured fastest for this model and machine."""
+        """The batch size given to the window, else the one measured fastest for this model and machine (a batch
+        measures it where it is not known yet: ``workers.predict_worker``)."""
         return self.batch_size or getattr(self.model, "batch_size_choice", None) or 4
 
     def active_patient_filter(self) -> Any:
@@ -386,7 +389,7 @@ class MainWindow(QMainWindow):
         self.progress_text.show()
         self.cancel_button.show()
         self.status.setText(f"Predicting {len(pending)} slice(s)…")
-        job = workers.predict_worker(self.model, pending, self.effective_batch_size(), self.active_patient_filter(),
+        job = workers.predict_worker(self.model, pending, self.batch_size, self.active_patient_filter(),
                                      {p: self.store.patient(p) for p in pending})
         ref = weakref.ref(job)  # a strong reference in a Qt connection would keep the job alive forever
         job.yielded.connect(lambda res: self._on_result(res) if ref() is self._job else None)
@@ -478,7 +481,13 @@ class MainWindow(QMainWindow):
             return
         done = sum(1 for r in self.store.compact.values() if r.ok)
         errors = sum(1 for r in self.store.compact.values() if not r.ok)
-        self.status.setText(f"{done} slice(s) predicted, {errors} error(s).")
+        measured = self.model.batch_size_note if self.model.batch_size_note != self._said_batch_note else ""
+        self._said_batch_note = self.model.batch_size_note
+        summary = f"{done} slice(s) predicted, {errors} error(s)"
+        if measured:  # said (the message log keeps it), not only shown
+            self._say(f"{summary}; {measured}.")
+        else:
+            self.status.setText(f"{summary}.")
         self.batch.refresh(force=True)
         if self._jump_when_done:
             self._jump_when_done = False
