@@ -62,8 +62,7 @@ def runtime_choice(cache: Path) -> str:
     path = cache / "unetpp-viewer" / "batch_sizes.json"
     choices = [v for k, v in json.loads(path.read_text()).items() if k.startswith("runtime-choice:")] if path.is_file() else []
     if not choices:
-        known = json.loads(path.read_text()) if path.is_file() else {}
-        if any(":openvino:" in k for k in known):
+        if list((cache / "unetpp-viewer" / "openvino").glob("*.xml")):  # built (or converted), never timed against TF
             return "OpenVINO (built from the model file; TensorFlow not timed)"
         return "TensorFlow (OpenVINO absent)"
     times = choices[-1]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import threading
 
-BACKGROUND_NICE = 10
+#: The lowest nice value (CFS weight 15 against the GUI thread's 1024; 110 at nice 10). At 10 the GUI thread of a
+#: 2-core machine still waited 5-22 ms for a core in its longest gaps beside the runtime's two threads; at 19 no
+#: gap of a 300-slice batch passed 40 ms in eight runs (longest 27-39 ms; 29-66 ms at 10 in eight runs alternated
+#: with them; same batch times; benchmarks/bench_gui.py, Intel Xeon without bfloat16, 2026-12-06).
+BACKGROUND_NICE = 19
 
 
 def background_priority() -> None:
