@@ -85,8 +85,8 @@ def main() -> None:
     for runtime in runtimes:
         cache = work / f"cache-{runtime}"
         run_env = {**env, "XDG_CACHE_HOME": str(cache)}
-        name = {"tensorflow": "TensorFlow", "openvino": f"OpenVINO {openvino_runtime.version()}; a later start "
-                "reads its conversion and does not import TensorFlow"}.get(runtime,
+        name = {"tensorflow": "TensorFlow", "openvino": f"OpenVINO {openvino_runtime.version()}; built from the "
+                "model file or read from the cache, without importing TensorFlow"}.get(runtime,
                                                                        f"OpenVINO {openvino_runtime.version()} installed")
         for when in ("first run, empty cache", "later run, cached"):
             out = work / f"out-{runtime}-{when[:5]}"
