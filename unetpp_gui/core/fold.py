@@ -15,8 +15,12 @@ from typing import Any
 import numpy as np
 
 
-def _sources(node: dict[str, Any]) -> list[str]:
-    """Names of the layers whose outputs feed one inbound node of a Keras 3 functional config."""
+def node_sources(node: Any) -> list[str]:
+    """Names of the layers whose outputs feed one inbound node of a functional config, in order: Keras 3's
+    ``__keras_tensor__`` form, or tf.keras 2's ``[[name, node_index, tensor_index, kwargs], ...]`` (as a .h5 file
+    written by tf.keras holds it)."""
+    if isinstance(node, list):
+        return [entry[0] for entry in node]
     found: list[str] = []
 
     def walk(obj: Any) -> None:
@@ -41,14 +45,14 @@ def _foldable_pairs(config: dict[str, Any], model: Any) -> list[tuple[str, str]]
     readers: dict[str, int] = {}
     for layer in config["layers"]:
         for node in layer.get("inbound_nodes", []):
-            for src in _sources(node):
+            for src in node_sources(node):
                 readers[src] = readers.get(src, 0) + 1
-    outputs = {out[0] for out in _as_list_of_refs(config.get("output_layers", []))}
+    outputs = {out[0] for out in as_list_of_refs(config.get("output_layers", []))}
     pairs = []
     for layer in config["layers"]:
         if layer["class_name"] != "BatchNormalization" or len(layer.get("inbound_nodes", [])) != 1:
             continue
-        srcs = _sources(layer["inbound_nodes"][0])
+        srcs = node_sources(layer["inbound_nodes"][0])
         if len(srcs) != 1:
             continue
         conv = by_name.get(srcs[0])
@@ -65,7 +69,7 @@ def _foldable_pairs(config: dict[str, Any], model: Any) -> list[tuple[str, str]]
     return pairs
 
 
-def _as_list_of_refs(refs: Any) -> list[list[Any]]:
+def as_list_of_refs(refs: Any) -> list[list[Any]]:
     """``output_layers`` is one [name, node, tensor] triple or a list of them."""
     if refs and isinstance(refs[0], str):  # one triple
         return [refs]

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from unetpp_gui.core.fold import as_list_of_refs, node_sources
+
 
 class Unsupported(Exception):
     """This file's network uses something the direct build does not cover (the Keras conversion does)."""
@@ -27,32 +29,9 @@ class Unsupported(Exception):
 _PASS_THROUGH = {"Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Identity", "ActivityRegularization"}
 
 
-def _sources(node: Any) -> list[str]:
-    """The layers feeding one inbound node, in order: Keras 3's ``__keras_tensor__`` form or tf.keras 2's lists."""
-    if isinstance(node, list):  # tf.keras 2.x: [[name, node_index, tensor_index, kwargs], ...]
-        return [entry[0] for entry in node]
-    found: list[str] = []
-
-    def walk(obj: Any) -> None:
-        if isinstance(obj, dict):
-            if obj.get("class_name") == "__keras_tensor__":
-                found.append(obj["config"]["keras_history"][0])
-            else:
-                for value in obj.values():
-                    walk(value)
-        elif isinstance(obj, (list, tuple)):
-            for value in obj:
-                walk(value)
-
-    walk(node.get("args", []))
-    return found
-
-
 def _refs(refs: Any) -> list[str]:
-    """Layer names of ``input_layers`` / ``output_layers``: one [name, node, tensor] triple or a list of them."""
-    if refs and isinstance(refs[0], str):
-        return [refs[0]]
-    return [ref[0] for ref in refs]
+    """Layer names of ``input_layers`` / ``output_layers`` (one [name, node, tensor] triple or a list of them)."""
+    return [ref[0] for ref in as_list_of_refs(refs)]
 
 
 class _File:
@@ -88,7 +67,7 @@ class _File:
         nodes = self.layers[name].get("inbound_nodes", [])
         if len(nodes) != 1:
             raise Unsupported(f"layer {name} is used {len(nodes)} times")
-        return _sources(nodes[0])
+        return node_sources(nodes[0])
 
 
 def _check_channels_last(config: dict[str, Any], name: str) -> None:
