@@ -148,3 +148,26 @@ def test_a_first_start_on_auto_never_imports_tensorflow(ds_path: Path, tmp_path:
     seen = json.loads(res.stdout.strip().splitlines()[-1])
     assert seen["tensorflow"] is False and seen["keras"] is False and seen["runtime"] == "openvino"
     assert "built" in seen["note"] and "TensorFlow not timed" in seen["note"]
+
+
+def test_direct_build_reads_files_written_by_tf_keras_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A .h5 written by tf.keras 2.x (Colab-era files): its layer list form and ":0" weight names."""
+    pytest.importorskip("tf_keras", reason="tf-keras (Keras 2) is installed by README's test command")
+    path = tmp_path / "keras2.h5"
+    code = f"""
+import numpy as np, tf_keras as k
+x = k.Input((32, 32, 3)); a = k.layers.Conv2D(4, 3, padding='same', use_bias=False)(x)
+a = k.layers.Activation('relu')(k.layers.BatchNormalization()(a))
+b = k.layers.Conv2D(8, 3, padding='same', activation='relu')(k.layers.MaxPooling2D(3, 1, padding='same')(a))
+m = k.Model(x, k.layers.Conv2D(1, 1, activation='sigmoid')(k.layers.Concatenate()([a, b])))
+m.compile(optimizer='adam', loss='binary_crossentropy')
+rng = np.random.default_rng(0)
+m.fit(rng.random((8, 32, 32, 3)) * 3, rng.random((8, 32, 32, 1)) > 0.5, epochs=2, verbose=0)
+m.save(r'{path}')
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    ov_model = load_model(path, runtime="openvino")
+    assert "built" in ov_model.runtime_note and ov_model.folded_batch_norms == 1
+    _same(load_model(path), ov_model, _batch(32) * 3)

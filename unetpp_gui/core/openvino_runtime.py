@@ -237,11 +237,11 @@ def direct_conversion(path: Path, prune_level: int | None, output_index: int,
     Same file, same key: whichever way made the cached copy, later starts read it."""
     if version() is None:
         return None
-    from unetpp_gui.core.openvino_graph import Unsupported, build
+    from unetpp_gui.core.openvino_graph import build
 
     try:
         network, facts = build(path, prune_level)
-    except (Unsupported, ImportError, OSError, ValueError, KeyError, TypeError, RuntimeError):
+    except Exception:  # Unsupported, a config it misreads, OpenVINO refusing the graph: Keras converts it instead
         return None
     wanted = output_index if output_index >= 0 else facts["n_outputs"] + output_index
     if not 0 <= wanted < facts["n_outputs"]:
