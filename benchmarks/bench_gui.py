@@ -3,8 +3,8 @@
 Usage: python benchmarks/bench_gui.py [N_SLICES]  (offscreen Qt; no display needed)
 
 Three runs with the app's cache as it is, then a first start: an empty cache, where the window builds the
-network for OpenVINO from the model file (no TensorFlow import) and measures its batch sizes while the model
-loads; for a network only Keras converts, it runs TensorFlow and prepares OpenVINO in the background (a child
+network for OpenVINO from the model file (no TensorFlow import) and its first batch measures the batch sizes;
+for a network only Keras converts, it runs TensorFlow and prepares OpenVINO in the background (a child
 process converts while the batch runs; both runtimes are measured after it), timed until both are done.
 """
 

@@ -39,8 +39,10 @@ def node_sources(node: Any) -> list[str]:
     return found
 
 
-def _foldable_pairs(config: dict[str, Any], model: Any) -> list[tuple[str, str]]:
-    """(conv, batch norm) layer names where the batch norm is the only reader of a linear Conv2D."""
+def foldable_pairs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(conv, batch norm) layer names where the batch norm (over the channel axis) is the only reader of a linear
+    channels-last Conv2D, in a functional config (``{"layers": ..., "output_layers": ...}``). The rule both the
+    TensorFlow rewrite here and OpenVINO's direct build (:mod:`~unetpp_gui.core.openvino_graph`) fold by."""
     by_name = {layer["config"]["name"]: layer for layer in config["layers"]}
     readers: dict[str, int] = {}
     for layer in config["layers"]:
@@ -59,11 +61,10 @@ def _foldable_pairs(config: dict[str, Any], model: Any) -> list[tuple[str, str]]
         if conv is None or conv["class_name"] != "Conv2D" or len(conv.get("inbound_nodes", [])) != 1:
             continue
         cc = conv["config"]
-        bn = model.get_layer(layer["config"]["name"])
         if (readers.get(srcs[0]) != 1 or srcs[0] in outputs
                 or cc.get("activation") not in (None, "linear")
                 or cc.get("data_format", "channels_last") != "channels_last"
-                or list(np.atleast_1d(bn.axis)) not in ([-1], [3])):
+                or list(np.atleast_1d(layer["config"].get("axis", -1))) not in ([-1], [3])):
             continue
         pairs.append((srcs[0], layer["config"]["name"]))
     return pairs
@@ -99,7 +100,7 @@ def fold_batch_norm(model: Any, dtype_policy: str | None = None) -> tuple[Any, i
     """
     try:
         config = copy.deepcopy(model.get_config())
-        pairs = _foldable_pairs(config, model)
+        pairs = foldable_pairs(config)
     except Exception:  # not a functional model
         return model, 0
     if not pairs:

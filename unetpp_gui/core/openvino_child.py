@@ -1,8 +1,9 @@
 """OpenVINO's conversion of a model, made by a child process.
 
 For a network the direct build (:mod:`~unetpp_gui.core.openvino_graph`) does not cover, the viewer defers
-"auto"'s conversion (``load_model(defer_openvino=True)``) and has it made here, in another process: TensorFlow's export and OpenVINO's conversion hold the interpreter lock for long stretches (the window
-would stall) and peak near 1 GB. The child loads the model as ``--runtime openvino`` does, which converts it into
+"auto"'s conversion (``load_model(defer_openvino=True)``) and has it made here, in another process: TensorFlow's
+export and OpenVINO's conversion hold the interpreter lock for long stretches (the window would stall) and peak
+near 1 GB. The child loads the model as ``--runtime openvino`` does, which converts it into
 the shared cache, and exits 0; the viewer then measures both runtimes (:func:`~unetpp_gui.core.model_io.finish_openvino`).
 
 ``python -m unetpp_gui.core.openvino_child MODEL [--prune L]``; the packaged app runs itself with

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from unetpp_gui.core.fold import as_list_of_refs, node_sources
+from unetpp_gui.core.fold import as_list_of_refs, foldable_pairs, node_sources
 
 
 class Unsupported(Exception):
@@ -49,6 +49,7 @@ class _File:
             config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
             if config.get("class_name") not in ("Functional", "Model"):
                 raise Unsupported(f"a {config.get('class_name')} model")
+            self.config = config["config"]
             self.layers = {layer["config"]["name"]: layer for layer in config["config"]["layers"]}
             self.inputs = _refs(config["config"]["input_layers"])
             self.outputs = _refs(config["config"]["output_layers"])
@@ -85,12 +86,7 @@ class _Builder:
         self.done: dict[str, Any] = {}
         self.used: set[str] = set()  # layers whose weights the network uses (the parameter count)
         self.folded = 0
-        readers: dict[str, int] = {}
-        for name in file.layers:
-            if file.layers[name].get("inbound_nodes"):
-                for src in file.source(name):
-                    readers[src] = readers.get(src, 0) + 1
-        self.readers = readers
+        self.fold_into = {bn: conv for conv, bn in foldable_pairs(file.config)}  # batch norm -> its convolution
 
     def const(self, value: np.ndarray) -> Any:
         return self.ops.constant(np.ascontiguousarray(value, np.float32))
@@ -201,15 +197,12 @@ class _Builder:
         beta = w["beta"].astype(np.float64) if config.get("center", True) else np.zeros(channels)
         s = gamma / np.sqrt(w["moving_variance"].astype(np.float64) + float(config.get("epsilon", 1e-3)))
         shift = beta - w["moving_mean"].astype(np.float64) * s
-        conv = self.file.layers.get(src, {})
-        if (conv.get("class_name") == "Conv2D" and src not in self.done and self.readers.get(src) == 1
-                and src not in self.file.outputs and conv["config"].get("activation") in (None, "linear")):
+        if self.fold_into.get(name) == src:  # the convolution exists only folded into this batch norm
             self.folded += 1
-            self.done[src] = None  # the convolution exists only folded into this batch norm
             conv_src = self.file.source(src)
             if len(conv_src) != 1:
                 raise Unsupported(f"{src}: Conv2D with {len(conv_src)} inputs")
-            return self._conv(src, conv["config"], self.node(conv_src[0]), (s, shift))
+            return self._conv(src, self.file.layers[src]["config"], self.node(conv_src[0]), (s, shift))
         x = self.node(src)
         return self.ops.add(self.ops.multiply(x, self.const(s.reshape(1, -1, 1, 1))),
                             self.const(shift.reshape(1, -1, 1, 1)))

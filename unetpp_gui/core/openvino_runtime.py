@@ -193,19 +193,20 @@ def _read_facts(file: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_facts(xml: Path, model: Any) -> None:
+def _write_facts(xml: Path, model: Any) -> bool:
     """Record ``model``'s network facts beside its conversion (unless sound ones are there; a read-only cache only
-    loses the fast start)."""
+    loses the fast start). Whether sound facts are there now."""
     from unetpp_gui.core.atomic import atomic_write_bytes
 
     target = _facts_path(xml)
     if _read_facts(target) is not None:
-        return
+        return True
     facts = {name: getattr(model, name) for name in NETWORK_FACTS}
     try:
         atomic_write_bytes(target, json.dumps(facts, indent=1).encode())
     except OSError:
-        pass
+        return False
+    return True
 
 
 def cached_conversion(path: Path, prune_level: int | None, output_index: int,
@@ -251,10 +252,9 @@ def direct_conversion(path: Path, prune_level: int | None, output_index: int,
     xml = (cache or cache_folder()) / f"{cache_key(path, prune_level, wanted)}.xml"
     try:
         _save(network, xml)
-        _write_facts(xml, SimpleNamespace(**facts))
     except (OSError, RuntimeError):
         return None
-    return (xml, facts) if _read_facts(_facts_path(xml)) is not None else None
+    return (xml, facts) if _write_facts(xml, SimpleNamespace(**facts)) else None
 
 
 class _Compiler:
