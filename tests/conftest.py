@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import os
 import threading
@@ -22,6 +23,27 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 LGG = Path(os.environ.get("UNETPP_LGG", ROOT.parent / "shared" / "data" / "lgg"))
+_HANG_FD = pytest.StashKey[int]()
+
+
+#: A test that runs longer than this is hung: every thread's stack is written to the terminal and the run ends.
+#: pytest-timeout (600 s, pyproject.toml) does that from a Python thread, which never runs while a hung thread
+#: holds the interpreter lock; faulthandler's watchdog is a C thread that needs no lock (one CI run of the whole
+#: suite stopped inside tests/test_gui.py without either report and ran into CI's time limit).
+HANG_S = float(os.environ.get("UNETPP_TEST_HANG_S", "660"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_HANG_FD] = os.dup(2)  # the terminal's stderr, taken before output capture replaces fd 2
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    faulthandler.dump_traceback_later(HANG_S, exit=True, file=item.config.stash[_HANG_FD])
+    try:
+        return (yield)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def lgg_available() -> bool:
