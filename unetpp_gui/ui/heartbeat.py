@@ -10,7 +10,6 @@ import gc
 import sys
 import threading
 import time
-import traceback
 from collections import Counter
 
 from PySide6.QtCore import QObject, QTimer
@@ -139,6 +138,14 @@ class StallTracer:
 
 
 def _where(frame, depth: int = 4) -> str:
-    """The innermost ``depth`` frames as ``file:line function`` joined by ' < '."""
-    entries = traceback.extract_stack(frame)[-depth:]
-    return " < ".join(f"{e.filename.rsplit('/', 1)[-1]}:{e.lineno} {e.name}" for e in reversed(entries))
+    """The innermost ``depth`` frames as ``file:line function`` joined by ' < ', innermost first.
+
+    Read from the frames alone: the tracer holds the interpreter lock while it samples, and the GUI thread waits
+    for it meanwhile, so a sample must be cheap (3 us here; ``traceback.extract_stack`` walked the whole stack
+    and looked up source lines: 190 us on a test's 80-frame stack, every 2 ms of a stall)."""
+    parts = []
+    while frame is not None and len(parts) < depth:
+        code = frame.f_code
+        parts.append(f"{code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back
+    return " < ".join(parts)
