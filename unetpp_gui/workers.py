@@ -19,9 +19,11 @@ import inspect
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from PySide6.QtCore import QObject, Qt, Signal
 from superqt.utils import FunctionWorker, GeneratorWorker, thread_worker
 
 from unetpp_gui.core.priority import background_priority
@@ -36,26 +38,57 @@ __all__ = ["discover_worker", "export_masks_worker", "export_study_worker", "ins
 GUI_SWITCH_INTERVAL_S = 0.001
 
 _threads: set[threading.Thread] = set()  # job threads still running (wait_for_workers joins them)
+_alive: dict[weakref.ref, Any] = {}  # started jobs, until their thread has let go of them (see _Releaser)
+_releaser: "_Releaser | None" = None
+
+
+class _Releaser(QObject):
+    """Drops a finished job's last reference on the thread that started it (the GUI thread).
+
+    A job is a Qt object: its signals' QObject lives in the GUI thread, and deleting it from another thread while
+    the GUI thread delivers its signals is not allowed. Without this, whichever thread let go last deleted it: the
+    job's own thread in 2-8 of 300 short jobs at background priority (preempted just after its last signal while
+    the GUI thread took that signal in and dropped its references; tests/test_workers.py)."""
+
+    release = Signal(object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release.connect(self._drop, Qt.QueuedConnection)
+
+    def _drop(self, ref: weakref.ref) -> None:
+        _alive.pop(ref, None)
 
 
 class _OnPythonThread:
     """``start()`` runs the worker on a new Python thread instead of Qt's thread pool (see the module doc);
-    superqt's bookkeeping (its set of live workers, the signals) is kept."""
+    superqt's bookkeeping (its set of live workers, the signals) is kept. The thread holds the worker only while
+    it runs; its last reference is dropped on the starting thread (:class:`_Releaser`)."""
 
     def start(self) -> None:
+        global _releaser
         if self in self._worker_set:  # type: ignore[attr-defined]
             raise RuntimeError("This worker is already started!")
+        if _releaser is None:
+            _releaser = _Releaser()
         self._worker_set.add(self)  # type: ignore[attr-defined]
         self._finished.connect(self._set_discard)  # type: ignore[attr-defined]
-        thread = threading.Thread(target=self._run_and_forget, name="unetpp-job", daemon=True)
+        ref = weakref.ref(self)
+        _alive[ref] = self
+        thread = threading.Thread(target=_run_job, args=(ref, _releaser), name="unetpp-job", daemon=True)
         _threads.add(thread)
         thread.start()
 
-    def _run_and_forget(self) -> None:
-        try:
-            self.run()  # type: ignore[attr-defined]
-        finally:
-            _threads.discard(threading.current_thread())
+
+def _run_job(ref: weakref.ref, releaser: _Releaser) -> None:
+    worker = ref()
+    try:
+        if worker is not None:
+            worker.run()
+    finally:
+        del worker  # this thread's only strong reference: the starting thread drops the last one
+        _threads.discard(threading.current_thread())
+        releaser.release.emit(ref)
 
 
 class FunctionJob(_OnPythonThread, FunctionWorker):
