@@ -79,6 +79,26 @@ class _OnPythonThread:
         _threads.add(thread)
         thread.start()
 
+    def run(self) -> None:
+        """superqt's ``run`` with two changes. A failure always arrives on ``errored`` and the job always ends
+        with ``finished``: superqt returns without either after a RuntimeError (which OpenVINO raises), and the
+        window then waited for the job for ever. No warnings capture: superqt sets the process-wide
+        ``warnings.showwarning`` and filters from the job's thread for the job's duration, so two jobs that end
+        in the other order leave one job's hook (and "always") installed for good."""
+        self.started.emit()  # type: ignore[attr-defined]
+        self._running = True
+        try:
+            result = self.work()  # type: ignore[attr-defined]
+            if isinstance(result, BaseException):  # how superqt's generator loop hands back a RuntimeError
+                raise result
+            if not self.abort_requested:  # type: ignore[attr-defined]
+                self.returned.emit(result)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.errored.emit(exc)  # type: ignore[attr-defined]
+        self._running = False
+        self.finished.emit()  # type: ignore[attr-defined]
+        self._finished.emit(self)  # type: ignore[attr-defined]
+
 
 def _run_job(ref: weakref.ref, releaser: _Releaser) -> None:
     worker = ref()
