@@ -61,19 +61,18 @@ class _Releaser(QObject):
 
 
 class _OnPythonThread:
-    """``start()`` runs the worker on a new Python thread instead of Qt's thread pool (see the module doc);
-    superqt's bookkeeping (its set of live workers, the signals) is kept. The thread holds the worker only while
-    it runs; its last reference is dropped on the starting thread (:class:`_Releaser`)."""
+    """``start()`` runs the worker on a new Python thread instead of Qt's thread pool (see the module doc), with
+    superqt's signals. ``_alive`` keeps a started worker, in place of superqt's set of live workers (which let go
+    as the last signal arrived, while the job's thread still held it): the thread holds the worker only while it
+    runs, and its last reference is dropped on the starting thread (:class:`_Releaser`)."""
 
     def start(self) -> None:
         global _releaser
-        if self in self._worker_set:  # type: ignore[attr-defined]
+        ref = weakref.ref(self)
+        if ref in _alive:
             raise RuntimeError("This worker is already started!")
         if _releaser is None:
             _releaser = _Releaser()
-        self._worker_set.add(self)  # type: ignore[attr-defined]
-        self._finished.connect(self._set_discard)  # type: ignore[attr-defined]
-        ref = weakref.ref(self)
         _alive[ref] = self
         thread = threading.Thread(target=_run_job, args=(ref, _releaser), name="unetpp-job", daemon=True)
         _threads.add(thread)
@@ -84,7 +83,8 @@ class _OnPythonThread:
         with ``finished``: superqt returns without either after a RuntimeError (which OpenVINO raises), and the
         window then waited for the job for ever. No warnings capture: superqt sets the process-wide
         ``warnings.showwarning`` and filters from the job's thread for the job's duration, so two jobs that end
-        in the other order leave one job's hook (and "always") installed for good."""
+        in the other order leave one job's hook (and "always") installed for good. (Its private ``_finished``,
+        which fed superqt's set of live workers, is not emitted: ``_alive`` replaces that set.)"""
         self.started.emit()  # type: ignore[attr-defined]
         self._running = True
         try:
@@ -97,7 +97,6 @@ class _OnPythonThread:
             self.errored.emit(exc)  # type: ignore[attr-defined]
         self._running = False
         self.finished.emit()  # type: ignore[attr-defined]
-        self._finished.emit(self)  # type: ignore[attr-defined]
 
 
 def _run_job(ref: weakref.ref, releaser: _Releaser) -> None:
