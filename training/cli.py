@@ -131,6 +131,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", action="store_true",
                    help="predict with test-time augmentation (mean of the slice and its mirror image), as the "
                         "viewer's --tta does; thresholds calibrated with it suit predictions made with it")
+    p.add_argument("--precision", choices=("float32", "int8"), default="float32",
+                   help="int8: evaluate the quantized network beside the model file (unetpp quantize; OpenVINO)")
     p.add_argument("--trust-model", action="store_true")
 
 

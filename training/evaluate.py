@@ -330,7 +330,16 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     from unetpp_gui.core.model_io import load_model, resolve_model_path
 
     path = resolve_model_path(args.model)
-    model = load_model(path, trust=args.trust_model, tta=getattr(args, "tta", False))
+    int8 = getattr(args, "precision", "float32") == "int8"
+    if int8 and args.calibrate:
+        print("unetpp evaluate: error: thresholds are calibrated on the float32 network (they are stored in the "
+              "model and serve every precision); drop --calibrate or --precision int8", file=sys.stderr)
+        return 2
+    model = load_model(path, trust=args.trust_model, tta=getattr(args, "tta", False),
+                       precision="int8" if int8 else "float32", runtime="openvino" if int8 else "tensorflow")
+    if int8 and model.precision != "int8":
+        print(f"unetpp evaluate: error: {model.runtime_note}", file=sys.stderr)
+        return 2
     meta = model.metadata
     scan = find_pairs(args.data, args.patient_prefix_fields)
     try:
@@ -376,7 +385,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
               f"(area ratio, {100 * cdt:.3f} % of the slice), 3-D filter "
               f"{'off' if cf is None else f'min_fraction {cf}'} (stored in {path.name})", file=sys.stderr)
     report = {"model": path.name, "seconds": seconds, "parameters": model.n_params, "patients_why": why,
-              "test_time_augmentation": model.tta,
+              "test_time_augmentation": model.tta, "precision": model.precision, "runtime": model.runtime,
               "train_seconds": meta.training.get("elapsed_s"), "results": results}
     text = markdown(report)
     print(text)

@@ -211,6 +211,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     info["architecture"] = meta.architecture
     info["metrics"] = meta.metrics
     info["versions"] = meta.versions
+    from unetpp_gui.core import quantized
+
+    found = quantized.find(path)  # what --precision int8 would run
+    info["int8"] = (f"{found[0].name} ({quantized.calibration_of(path).get('slices', '?')} calibration slices; "
+                    "--precision int8)" if isinstance(found, tuple) else f"none ({found})")
     if meta.training:
         t = meta.training
         info["training"] = {k: t.get(k) for k in ("epoch", "elapsed_s", "hardware", "data") if k in t}
@@ -289,8 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-model", action="store_true", help="allow models with code (Lambda layers)")
     p.add_argument("--prune", type=int, choices=(1, 2, 3, 4), help="run UNet++ only up to level L (faster)")
     p.add_argument("--tta", action="store_true", help="average with the left-right mirror (2x time)")
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="bfloat16 is faster on CPUs with AVX512-BF16/AMX; auto uses it where the CPU has it")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
+                   help="bfloat16 is faster on CPUs with AVX512-BF16/AMX; auto uses it where the CPU has it; int8 "
+                        "runs the quantized network beside the model file (unetpp quantize; OpenVINO, full "
+                        "network; fastest, slightly different masks: see the model card)")
     _add_runtime_argument(p)
     p.add_argument("--patient-filter", choices=("auto", "off"), default="auto",
                    help="3-D filter over each patient folder's slices (auto: as the model's metadata says)")
@@ -315,10 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=run_evaluate)
 
     from training.export import add_export_arguments, run_export
+    from training.quantize import add_quantize_arguments, run_quantize
 
     p = sub.add_parser("export", help="strip optimizer state (for shipping) and optionally prune to level L")
     add_export_arguments(p)
     p.set_defaults(func=run_export)
+    p = sub.add_parser("quantize", help="write the int8 network beside a model file (for --precision int8)")
+    add_quantize_arguments(p)
+    p.set_defaults(func=run_quantize)
     return parser
 
 

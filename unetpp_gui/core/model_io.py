@@ -108,7 +108,7 @@ class LoadedModel:
     prune_level: int | None = None  # UNet++ cut at level L (deep-supervision models only)
     prune_levels: tuple[int, ...] = ()  # levels this file supports
     tta: bool = False  # test-time augmentation: mean of the slice and its left-right mirror
-    precision: str = "float32"  # "float32" or "bfloat16" (mixed: bfloat16 compute, float32 weights)
+    precision: str = "float32"  # "float32", "bfloat16" (mixed: bfloat16 compute, float32 weights) or "int8"
     runtime_model: Any = None  # what inference runs: keras_model rewritten for speed (same function)
     folded_batch_norms: int = 0  # batch norms folded into their convolutions in runtime_model
     batch_size_choice: int | None = None  # measured fastest batch size here (core.batching), when asked
@@ -258,7 +258,9 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     ``prune_level`` cuts a deep-supervision UNet++ at level L (only nodes X_i_j with i + j <= L
     run); ``tta`` averages each slice with its left-right mirror and reports their spread.
     ``precision`` "bfloat16" computes in mixed bfloat16 (faster on CPUs with native bfloat16), "auto" does
-    so only on such CPUs; a model that cannot be rebuilt that way stays float32.
+    so only on such CPUs; a model that cannot be rebuilt that way stays float32. "int8" runs the quantized network
+    kept beside the file (:mod:`~unetpp_gui.core.quantized`; full network, OpenVINO), else float32 with the
+    reason in ``runtime_note``.
     ``keras_model`` is the network as in the file (pruned if asked); inference runs ``runtime_model``,
     the same function with batch norms folded into their convolutions and the chosen precision.
     ``runtime`` "openvino" runs that network with OpenVINO (built from the file without TensorFlow where
@@ -283,6 +285,14 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
     unsafe = _check_file(path, trust)
+    if precision == "int8":
+        int8 = _load_int8(path, output_index, prune_level, tta, runtime, unsafe)
+        if isinstance(int8, LoadedModel):
+            return int8
+        model = load_model(path, trust, output_index, prune_level, tta, "float32", runtime, defer_openvino,
+                           measure_on_run)
+        model.runtime_note = f"int8 not used: {int8}; float32 instead. {model.runtime_note}".strip()
+        return model
     if runtime != "tensorflow" and not unsafe:
         fast = _load_without_tensorflow(path, output_index, prune_level, tta, precision, runtime == "openvino")
         if fast is not None:
@@ -328,6 +338,29 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
         _try_openvino(loaded, float32_network, unsafe, explicit=runtime == "openvino", defer=defer_openvino,
                       measure_on_run=measure_on_run)
     return loaded
+
+
+def _load_int8(path: Path, output_index: int, prune_level: int | None, tta: bool, runtime: str,
+               unsafe: list[str]) -> LoadedModel | str:
+    """The model on the int8 network beside its file (:mod:`~unetpp_gui.core.quantized`; OpenVINO, TensorFlow
+    never imported), or why not."""
+    from unetpp_gui.core import openvino_runtime, quantized
+
+    if runtime == "tensorflow":
+        return "int8 runs on OpenVINO and TensorFlow was asked for"
+    if prune_level is not None:
+        return "the int8 network is the full network and a pruned one was asked for"
+    if unsafe:
+        return "a model with stored code does not run from a network beside it"
+    found = quantized.find(path)
+    if isinstance(found, str):
+        return found
+    xml, facts = found
+    if output_index not in (-1, facts["output_index"], facts["output_index"] - facts["n_outputs"]):
+        return f"the int8 network gives output {facts['output_index']}, not {output_index}"
+    model = LoadedModel(path=path, keras_model=None, metadata=read_metadata(path), prune_level=None, tta=tta,
+                        precision="int8", **facts)
+    return openvino_runtime.attach_cached(model, xml, "int8") or model
 
 
 def _load_without_tensorflow(path: Path, output_index: int, prune_level: int | None, tta: bool, precision: str,
@@ -523,7 +556,7 @@ def finish_openvino(model: LoadedModel, failed: str | None = None) -> LoadedMode
     return prepared
 
 
-PRECISIONS = ("float32", "bfloat16", "auto")
+PRECISIONS = ("float32", "bfloat16", "auto", "int8")
 
 
 def prune_model(model: Any, level: int) -> Any:

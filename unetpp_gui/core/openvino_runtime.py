@@ -85,10 +85,10 @@ def _convert(network: Any, xml: Path) -> None:
     with warnings.catch_warnings():  # Keras: a list given where the functional model names its input
         warnings.simplefilter("ignore", UserWarning)
         ov_model = ov.convert_model(network)
-    _save(ov_model, xml)
+    save_network(ov_model, xml)
 
 
-def _save(ov_model: Any, xml: Path) -> None:
+def save_network(ov_model: Any, xml: Path) -> None:
     """Write an OpenVINO model to ``xml`` and its .bin (under a temporary name, then moved)."""
     import openvino as ov
 
@@ -244,17 +244,25 @@ def direct_conversion(path: Path, prune_level: int | None, output_index: int,
         network, facts = build(path, prune_level)
     except Exception:  # Unsupported, a config it misreads, OpenVINO refusing the graph: Keras converts it instead
         return None
-    wanted = output_index if output_index >= 0 else facts["n_outputs"] + output_index
-    if not 0 <= wanted < facts["n_outputs"]:
+    facts = select_output(facts, output_index)
+    if facts is None:
         return None  # the normal load says what is wrong
-    facts = {**facts, "output_index": wanted, "output_channels": facts["output_channels"][wanted],
-             "apply_activation": facts["apply_activation"][wanted]}
-    xml = (cache or cache_folder()) / f"{cache_key(path, prune_level, wanted)}.xml"
+    xml = (cache or cache_folder()) / f"{cache_key(path, prune_level, facts['output_index'])}.xml"
     try:
-        _save(network, xml)
+        save_network(network, xml)
     except (OSError, RuntimeError):
         return None
     return (xml, facts) if _write_facts(xml, SimpleNamespace(**facts)) else None
+
+
+def select_output(facts: dict[str, Any], output_index: int) -> dict[str, Any] | None:
+    """:func:`~unetpp_gui.core.openvino_graph.build`'s facts (per output) for the one output used, or None if there
+    is no such output."""
+    wanted = output_index if output_index >= 0 else facts["n_outputs"] + output_index
+    if not 0 <= wanted < facts["n_outputs"]:
+        return None
+    return {**facts, "output_index": wanted, "output_channels": facts["output_channels"][wanted],
+            "apply_activation": facts["apply_activation"][wanted]}
 
 
 class _Compiler:
