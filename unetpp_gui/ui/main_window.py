@@ -213,7 +213,9 @@ class MainWindow(QMainWindow):
         self._said_batch_note = model.batch_size_note
         self._say(f"Model {model.name} ready" + (f"; {model.batch_size_note}." if model.batch_size_note else ".")
                   + (" OpenVINO is prepared in the background (once for this model on this machine)."
-                     if model.openvino_pending else ""))
+                     if model.openvino_pending else "")
+                  + (f" {model.runtime_note.partition('; float32 instead')[0]}: running float32."
+                     if model.runtime_note.startswith("int8 not used") else ""))
         self.model_changed.emit(model)
         if old is not None:
             self._restart_predictions()
@@ -226,7 +228,7 @@ class MainWindow(QMainWindow):
         """The Result panel's model line and the Model menu, for the model as it runs now."""
         model = self.model
         variant = ((f", pruned L{model.prune_level}" if model.prune_level else "") + (", TTA" if model.tta else "")
-                   + (", bfloat16" if model.precision == "bfloat16" else "")
+                   + (f", {model.precision}" if model.precision in ("bfloat16", "int8") else "")
                    + (", OpenVINO" if model.runtime == "openvino" else "")
                    + (", preparing OpenVINO…" if model.openvino_pending else ""))
         # one line (the panel has no height to spare: a wrapped text was cut off); the rest in the tooltip

@@ -76,6 +76,10 @@ def build_menus(win: Any) -> None:
     win.bf16_action = action(model_menu, "&bfloat16 inference (faster; CPUs with AVX512-BF16 or AMX)",
                              lambda checked=False: win.set_inference(precision="bfloat16" if checked else "float32"))
     win.bf16_action.setCheckable(True)
+    win.int8_action = action(model_menu, "&int8 inference (fastest; quantized network beside the model, masks "
+                                         "differ slightly)",
+                             lambda checked=False: win.set_inference(precision="int8" if checked else "float32"))
+    win.int8_action.setCheckable(True)
     win.openvino_action = action(model_menu, "Run with &OpenVINO (faster on CPUs)",
                                  lambda checked=False: win.set_inference(runtime="openvino" if checked else "tensorflow"))
     win.openvino_action.setCheckable(True)
@@ -103,6 +107,10 @@ def sync_inference_menu(win: Any) -> None:
 
     win.bf16_action.setEnabled(m is not None and cpu_supports_bf16())
     win.bf16_action.setChecked(bool(m is not None and m.precision == "bfloat16"))
+    from unetpp_gui.core.quantized import sidecar
+
+    win.int8_action.setEnabled(m is not None and sidecar(m.path).exists())
+    win.int8_action.setChecked(bool(m is not None and m.precision == "int8"))
     from unetpp_gui.core.openvino_runtime import version as openvino_version
 
     ov = openvino_version()
