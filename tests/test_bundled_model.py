@@ -52,3 +52,16 @@ def test_tumours_found_and_clear_slices_called_clear(bundled, lgg: Path) -> None
     assert np.median(dice) > 0.6, dice  # sane floor on large tumours of unseen patients
     assert np.mean([d.tumour for d in t]) >= 0.9
     assert np.mean([not d.tumour for d in c]) >= 0.8, [d.area_ratio for d in c]
+
+
+def test_bundled_int8_network_was_made_from_the_bundled_model() -> None:
+    """The int8 network shipped beside the bundled model matches its network (else --precision int8 would fall
+    back to float32 for every user): re-run `unetpp quantize` whenever the bundled model changes."""
+    from unetpp_gui.core import quantized
+    from unetpp_gui.core.model_io import resolve_model_path
+
+    path = resolve_model_path(None)
+    found = quantized.find(path)
+    assert isinstance(found, tuple), found
+    calibration = quantized.calibration_of(path)
+    assert calibration["slices"] >= 100 and "training patients" in calibration["source"]
