@@ -71,6 +71,7 @@ def auto_choice(cache: Path) -> str:
 
 def main() -> None:
     from unetpp_gui.core import openvino_runtime
+    from unetpp_gui.core.quantized import sidecar
 
     work = Path(tempfile.mkdtemp(prefix="bench-process-"))
     folder = work / "slices"
@@ -92,6 +93,11 @@ def main() -> None:
             out = work / f"out-{runtime}-{when[:5]}"
             rows.append((f"`unetpp predict --runtime {runtime}` ({name}; {when})",
                          timed([*unetpp, "--out", str(out), "--runtime", runtime], run_env)))
+    if "auto" in runtimes and sidecar(model_path()).exists():  # the int8 network beside the model: no cache
+        out = work / "out-int8"
+        rows.append(("`unetpp predict --precision int8` (the quantized network beside the model file, OpenVINO; "
+                     "empty cache)", timed([*unetpp, "--out", str(out), "--precision", "int8"],
+                                           {**env, "XDG_CACHE_HOME": str(work / "cache-int8")})))
     print(f"### Whole process: {N} slices of one folder, seed-style script vs `unetpp predict`\n")
     print(f"Machine: {machine()}. Each row is a fresh process timed from start to exit (TensorFlow import, "
           "model load, decode, predict, write every mask); precision is `unetpp predict`'s default (auto: "

@@ -86,7 +86,8 @@ def agreement(model_a, model_b, paths) -> tuple[float, float, int]:
 
 
 def openvino_rows(model, paths, base_rate: float, tf_rates: dict[int, float]) -> None:
-    """OpenVINO (if installed) against TensorFlow on the same slices, float32 and, where native, bfloat16."""
+    """OpenVINO (if installed) against TensorFlow on the same slices, float32, bfloat16 where native, and the int8
+    network beside the model where there is one (against TensorFlow float32)."""
     from unetpp_gui.core import openvino_runtime
     from unetpp_gui.core.model_io import cpu_supports_bf16, load_model
 
@@ -96,14 +97,17 @@ def openvino_rows(model, paths, base_rate: float, tf_rates: dict[int, float]) ->
     print(f"OpenVINO {openvino_runtime.version()} against TensorFlow, same slices, same process:\n")
     print("| runtime | precision | batch | slices/s | ratio vs TensorFlow (same precision, same batch) | ratio vs prototype "
           "| max abs prob. diff vs TF fp32 | mask Dice vs TF fp32 |\n|---|---|---|---|---|---|---|---|")
-    precisions = ["float32"] + (["bfloat16"] if cpu_supports_bf16() else [])
+    from unetpp_gui.core.quantized import sidecar
+
+    precisions = (["float32"] + (["bfloat16"] if cpu_supports_bf16() else [])
+                  + (["int8"] if sidecar(model_path()).exists() else []))  # int8: against TensorFlow float32
     for precision in precisions:
-        tf_model = model if precision == "float32" else load_model(model_path(), precision=precision)
+        tf_model = model if precision in ("float32", "int8") else load_model(model_path(), precision=precision)
         ov_model = load_model(model_path(), precision=precision, runtime="openvino")
         for bs in (1, 8):
             rates = {}
             for name, m in (("TensorFlow", tf_model), ("OpenVINO", ov_model)):
-                if name == "TensorFlow" and precision == "float32" and bs in tf_rates:
+                if name == "TensorFlow" and precision in ("float32", "int8") and bs in tf_rates:
                     rates[name] = tf_rates[bs]
                     continue
                 engine(m, paths[:16], bs)
