@@ -50,7 +50,8 @@ def network_digest(path: str | Path) -> str:
 
 
 def write_facts(path: str | Path, facts: dict[str, Any], calibration: dict[str, Any]) -> None:
-    """Record the network facts, the model file's digest and how it was calibrated beside the int8 network."""
+    """Record the network facts, the digest of the network it came from and how it was calibrated beside the int8
+    network."""
     from unetpp_gui.core.atomic import atomic_write_bytes
 
     doc = {"source_digest": network_digest(path), "network": facts, "calibration": calibration}
