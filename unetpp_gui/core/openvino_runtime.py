@@ -183,12 +183,24 @@ def _facts_path(xml: Path) -> Path:
     return xml.with_suffix(".json")
 
 
-def _read_facts(file: Path) -> dict[str, Any] | None:
-    """The network facts in ``file``, or None if it is missing, damaged or incomplete."""
+def sound_facts(facts: Any) -> dict[str, Any] | None:
+    """Network facts read back from JSON as :class:`~unetpp_gui.core.model_io.LoadedModel` takes them (tuples
+    restored), or None if ``facts`` is not a complete, well-formed set."""
+    if not (isinstance(facts, dict) and set(NETWORK_FACTS) <= set(facts) and isinstance(facts["n_outputs"], int)):
+        return None
+    sound = {name: facts[name] for name in NETWORK_FACTS}
     try:
-        facts = json.loads(file.read_text())
-        complete = isinstance(facts, dict) and set(NETWORK_FACTS) <= set(facts)
-        return facts if complete and isinstance(facts["n_outputs"], int) else None
+        sound["input_hw"] = tuple(sound["input_hw"]) if sound["input_hw"] else None
+        sound["prune_levels"] = tuple(sound["prune_levels"])
+    except TypeError:
+        return None
+    return sound
+
+
+def _read_facts(file: Path) -> dict[str, Any] | None:
+    """The network facts in ``file`` (:func:`sound_facts`), or None if it is missing, damaged or incomplete."""
+    try:
+        return sound_facts(json.loads(file.read_text()))
     except (OSError, ValueError):
         return None
 
@@ -224,9 +236,7 @@ def cached_conversion(path: Path, prune_level: int | None, output_index: int,
         wanted = output_index if output_index >= 0 else facts["n_outputs"] + output_index
         xml = facts_file.with_suffix(".xml")
         if facts["output_index"] == wanted and xml.exists() and xml.with_suffix(".bin").exists():
-            facts["input_hw"] = tuple(facts["input_hw"]) if facts["input_hw"] else None
-            facts["prune_levels"] = tuple(facts["prune_levels"])
-            return xml, {name: facts[name] for name in NETWORK_FACTS}
+            return xml, facts
     return None
 
 

@@ -60,7 +60,7 @@ def write_facts(path: str | Path, facts: dict[str, Any], calibration: dict[str, 
 
 def find(path: str | Path) -> tuple[Path, dict[str, Any]] | str:
     """(the int8 .xml, its network facts) for model file ``path``, or why there is none to use."""
-    from unetpp_gui.core.openvino_runtime import NETWORK_FACTS, version
+    from unetpp_gui.core.openvino_runtime import sound_facts, version
 
     path = Path(path)
     xml = sidecar(path)
@@ -70,11 +70,10 @@ def find(path: str | Path) -> tuple[Path, dict[str, Any]] | str:
         return f"no int8 network beside the model ({xml.name}; make it with `unetpp quantize`)"
     try:
         doc = json.loads(facts_file(path).read_text())
-        facts = doc["network"]
-        complete = set(NETWORK_FACTS) <= set(facts)
-    except (OSError, ValueError, KeyError, TypeError):
-        complete = False
-    if not complete:
+    except (OSError, ValueError):
+        doc = None
+    facts = sound_facts(doc.get("network")) if isinstance(doc, dict) else None
+    if facts is None:
         return f"{facts_file(path).name} is missing or damaged"
     try:
         same = doc.get("source_digest") == network_digest(path)
@@ -82,9 +81,6 @@ def find(path: str | Path) -> tuple[Path, dict[str, Any]] | str:
         return f"{path.name}: its network could not be read"
     if not same:
         return f"{xml.name} was made from another network than {path.name} holds; quantize it again"
-    facts = {name: facts[name] for name in NETWORK_FACTS}
-    facts["input_hw"] = tuple(facts["input_hw"]) if facts["input_hw"] else None
-    facts["prune_levels"] = tuple(facts["prune_levels"])
     return xml, facts
 
 
