@@ -52,11 +52,11 @@ def quantize(model_path: str | Path, data: Sequence[str | Path], n: int = CALIBR
     from unetpp_gui.core import quantized
     from unetpp_gui.core.errors import ImageError
     from unetpp_gui.core.image_io import load_image
+    from unetpp_gui.core.inference import prepare_for
     from unetpp_gui.core.metadata import read_metadata
-    from unetpp_gui.core.normalize import ChannelNorm
+    from unetpp_gui.core.model_io import LoadedModel
     from unetpp_gui.core.openvino_graph import build
     from unetpp_gui.core.openvino_runtime import save_network, select_output
-    from unetpp_gui.core.preprocess import prepare
 
     model_path = Path(model_path)
     try:
@@ -65,16 +65,15 @@ def quantize(model_path: str | Path, data: Sequence[str | Path], n: int = CALIBR
         raise ValueError(f"{model_path.name}: its network cannot be built for OpenVINO ({exc})") from None
     facts = select_output(facts, -1)
     paths, source = calibration_slices(model_path, data, n, seed, prefix_fields)
-    meta = read_metadata(model_path)
-    norm = ChannelNorm.from_dict(meta.input_normalization)
-    hw = tuple(facts["input_hw"]) if facts["input_hw"] else None
+    # the model as the engine describes it, so each slice is prepared exactly as inference prepares it
+    model = LoadedModel(path=model_path, keras_model=None, metadata=read_metadata(model_path), **facts)
     inputs = []
     for p in paths:  # an unreadable slice is left out, not fatal
         try:
             rgb = load_image(p)
         except ImageError:
             continue
-        inputs.append(prepare(rgb, hw, facts["channels"], meta.input_scale, meta.input_offset, norm)[0][None])
+        inputs.append(prepare_for(model, rgb)[0][None])
     if not inputs:
         raise ValueError(f"none of the {len(paths)} calibration slices could be read")
     int8 = nncf.quantize(network, nncf.Dataset(inputs), subset_size=len(inputs),
