@@ -87,11 +87,11 @@ def test_int8_falls_back_to_float32_saying_why(quantized_model: Path, tmp_path: 
     for kwargs, why in (({"runtime": "tensorflow"}, "TensorFlow was asked for"),
                         ({"runtime": "openvino", "prune_level": 1}, "full network")):
         m = load_model(quantized_model, precision="int8", **kwargs)
-        assert m.precision == "float32" and why in m.runtime_note and m.runtime_note.startswith("int8 not used")
+        assert m.precision == "float32" and why in m.precision_note and m.precision_note.startswith("int8 not used")
     alone = tmp_path / "alone.h5"
     shutil.copy(quantized_model, alone)
     m = load_model(alone, precision="int8", runtime="openvino")
-    assert m.precision == "float32" and m.runtime == "openvino" and "unetpp quantize" in m.runtime_note
+    assert m.precision == "float32" and m.runtime == "openvino" and "unetpp quantize" in m.precision_note
 
     # thresholds stored in the file later leave the network, and the int8 copy, valid
     moved = tmp_path / "moved.h5"
@@ -105,11 +105,11 @@ def test_int8_falls_back_to_float32_saying_why(quantized_model: Path, tmp_path: 
     # another network under the same name: its int8 copy is refused
     _tiny(moved, seed=11)
     m = load_model(moved, precision="int8", runtime="openvino")
-    assert m.precision == "float32" and "another network" in m.runtime_note
+    assert m.precision == "float32" and "another network" in m.precision_note
     # damaged facts
     quantized.facts_file(moved).write_text("{not json")
     m = load_model(moved, precision="int8", runtime="openvino")
-    assert m.precision == "float32" and "damaged" in m.runtime_note
+    assert m.precision == "float32" and "damaged" in m.precision_note
 
 
 def test_calibration_uses_only_the_models_training_patients(tmp_path: Path) -> None:
@@ -183,4 +183,12 @@ def test_model_menu_switches_to_int8_and_back(qtbot, tmp_path: Path, quantized_m
         assert win.model.precision == now and win.settings.value("inference/precision") == now
         assert win.int8_action.isChecked() == (now == "int8")
         assert ("int8" in win.results.model.text()) == (now == "int8")
+    with qtbot.waitSignal(win.model_changed, timeout=180_000):
+        win.int8_action.trigger()
+    said: list[str] = []
+    win.message.connect(said.append)
+    with qtbot.waitSignal(win.model_changed, timeout=180_000):
+        win.load_model(alone)  # int8 stays asked for; this file has no int8 copy
+    assert win.model.precision == "float32" and "int8" not in win.results.model.text()
+    assert any("int8 not used" in text and "float32 instead" in text for text in said), said
     win.close()

@@ -338,7 +338,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     model = load_model(path, trust=args.trust_model, tta=getattr(args, "tta", False),
                        precision="int8" if int8 else "float32", runtime="openvino" if int8 else "tensorflow")
     if int8 and model.precision != "int8":
-        print(f"unetpp evaluate: error: {model.runtime_note}", file=sys.stderr)
+        print(f"unetpp evaluate: error: {model.precision_note}", file=sys.stderr)
         return 2
     meta = model.metadata
     scan = find_pairs(args.data, args.patient_prefix_fields)

@@ -58,6 +58,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                        measure_on_run=not short and not args.batch_size)
     if not args.quiet:
         print(f"unetpp: inference runs on {_runtime_text(model)}", file=sys.stderr)
+        if model.precision_note:
+            print(f"unetpp: {model.precision_note}", file=sys.stderr)
     meta = model.metadata
     pt = args.pixel_threshold if args.pixel_threshold is not None else meta.pixel_threshold
     dt = args.decision_threshold if args.decision_threshold is not None else meta.decision_threshold

@@ -115,6 +115,7 @@ class LoadedModel:
     batch_size_note: str = ""
     runtime: str = "tensorflow"  # what runs inference: "tensorflow" or "openvino" (core.openvino_runtime)
     runtime_note: str = ""  # the runtime's version and cache file, or why the one asked for is not used
+    precision_note: str = ""  # why the precision asked for does not run ("int8 not used: …; float32 instead")
     runtime_runner: Any = None  # OpenVINO's compiled model, called in place of TensorFlow's graph
     openvino_pending: bool = False  # "auto" left OpenVINO's conversion and measurement for later (finish_openvino)
     runtimes_unmeasured: bool = False  # "auto" converted but left the measurement to a run (batching.Trial)
@@ -171,6 +172,7 @@ class LoadedModel:
             "precision": self.precision,
             "runtime": self.runtime,
             "runtime_note": self.runtime_note,
+            "precision_note": self.precision_note,
             "folded_batch_norms": self.folded_batch_norms,
         }
 
@@ -260,7 +262,7 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
     ``precision`` "bfloat16" computes in mixed bfloat16 (faster on CPUs with native bfloat16), "auto" does
     so only on such CPUs; a model that cannot be rebuilt that way stays float32. "int8" runs the quantized network
     kept beside the file (:mod:`~unetpp_gui.core.quantized`; full network, OpenVINO), else float32 with the
-    reason in ``runtime_note``.
+    reason in ``precision_note``.
     ``keras_model`` is the network as in the file (pruned if asked); inference runs ``runtime_model``,
     the same function with batch norms folded into their convolutions and the chosen precision.
     ``runtime`` "openvino" runs that network with OpenVINO (built from the file without TensorFlow where
@@ -291,7 +293,7 @@ def load_model(path: str | Path, trust: bool = False, output_index: int = -1,
             return int8
         model = load_model(path, trust, output_index, prune_level, tta, "float32", runtime, defer_openvino,
                            measure_on_run)
-        model.runtime_note = f"int8 not used: {int8}; float32 instead. {model.runtime_note}".strip()
+        model.precision_note = f"int8 not used: {int8}; float32 instead"
         return model
     if runtime != "tensorflow" and not unsafe:
         fast = _load_without_tensorflow(path, output_index, prune_level, tta, precision, runtime == "openvino")

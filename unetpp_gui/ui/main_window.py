@@ -214,8 +214,7 @@ class MainWindow(QMainWindow):
         self._say(f"Model {model.name} ready" + (f"; {model.batch_size_note}." if model.batch_size_note else ".")
                   + (" OpenVINO is prepared in the background (once for this model on this machine)."
                      if model.openvino_pending else "")
-                  + (f" {model.runtime_note.partition('; float32 instead')[0]}: running float32."
-                     if model.runtime_note.startswith("int8 not used") else ""))
+                  + (f" {model.precision_note}." if model.precision_note else ""))
         self.model_changed.emit(model)
         if old is not None:
             self._restart_predictions()
