@@ -48,6 +48,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "validation and the saved model use whole slices")
     p.add_argument("--crop-tumour", type=float, default=0.5,
                    help="share of crops centred near a tumour pixel (on tumour slices)")
+    p.add_argument("--context-slices", type=int, default=0,
+                   help="2.5-D input: also read one channel (--context-channel) of the N slices before and after "
+                        "each slice in its patient's stack (0 = each slice alone); stored in the model, the engine "
+                        "reads the neighbours from the slice's folder")
+    p.add_argument("--context-channel", type=int, default=1,
+                   help="which channel of the neighbouring slices (1: FLAIR, the middle channel of the LGG slices)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep an exponential moving average of the weights with this momentum (e.g. 0.995); "
                         "validation and checkpoints use the average (0 = off)")

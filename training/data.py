@@ -178,6 +178,19 @@ def normalize_arrays(arrays: ArraySet, norm: Any) -> None:
         arrays.images[i] = norm.apply_uint8(arrays.images[i])
 
 
+def add_context(arrays: ArraySet, paths: Sequence[Path], slices: int, channel: int) -> None:
+    """Append one channel of each slice's ``slices`` neighbours each side (2.5-D input, :mod:`core.context`):
+    images become (N, H, W, C + 2 * slices), neighbours found among ``paths`` as the engine finds them on disk."""
+    from unetpp_gui.core.context import neighbour_indices
+
+    if not len(arrays):
+        arrays.images = np.zeros((*arrays.images.shape[:3], arrays.images.shape[3] + 2 * slices), np.uint8)
+        return
+    idx = neighbour_indices(list(paths), slices)
+    own = arrays.images[..., channel]
+    arrays.images = np.concatenate([arrays.images, *(own[idx[:, j], ..., None] for j in range(2 * slices))], axis=-1)
+
+
 def epoch_size(arrays: ArraySet, oversample: int, empty_fraction: float = 1.0) -> int:
     n_tumour = int(arrays.tumour.sum())
     n_empty = int(round((len(arrays) - n_tumour) * empty_fraction)) if empty_fraction < 1.0 else len(arrays) - n_tumour

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -43,6 +43,23 @@ def calibration_slices(model_path: str | Path, data: Sequence[str | Path], n: in
     return [slices[i] for i in chosen], source
 
 
+def calibration_inputs(model: Any, paths: Sequence[Path]) -> list[np.ndarray]:
+    """Each readable slice as the engine prepares it for ``model`` (a batch of one; a 2.5-D model's neighbours
+    included); an unreadable slice is left out, not fatal."""
+    from unetpp_gui.core.errors import ImageError
+    from unetpp_gui.core.image_io import load_image
+    from unetpp_gui.core.inference import neighbours_of, prepare_for
+
+    inputs = []
+    for p in paths:
+        try:
+            rgb = load_image(p)
+        except ImageError:
+            continue
+        inputs.append(prepare_for(model, rgb, neighbours_of(model, p))[0][None])
+    return inputs
+
+
 def quantize(model_path: str | Path, data: Sequence[str | Path], n: int = CALIBRATION_SLICES, seed: int = 0,
              prefix_fields: int | None = None) -> Path:
     """Write the int8 network of ``model_path`` beside it (calibrated as :func:`calibration_slices` says);
@@ -50,9 +67,6 @@ def quantize(model_path: str | Path, data: Sequence[str | Path], n: int = CALIBR
     import nncf
 
     from unetpp_gui.core import quantized
-    from unetpp_gui.core.errors import ImageError
-    from unetpp_gui.core.image_io import load_image
-    from unetpp_gui.core.inference import prepare_for
     from unetpp_gui.core.metadata import read_metadata
     from unetpp_gui.core.model_io import LoadedModel
     from unetpp_gui.core.openvino_graph import build
@@ -67,13 +81,7 @@ def quantize(model_path: str | Path, data: Sequence[str | Path], n: int = CALIBR
     paths, source = calibration_slices(model_path, data, n, seed, prefix_fields)
     # the model as the engine describes it, so each slice is prepared exactly as inference prepares it
     model = LoadedModel(path=model_path, keras_model=None, metadata=read_metadata(model_path), **facts)
-    inputs = []
-    for p in paths:  # an unreadable slice is left out, not fatal
-        try:
-            rgb = load_image(p)
-        except ImageError:
-            continue
-        inputs.append(prepare_for(model, rgb)[0][None])
+    inputs = calibration_inputs(model, paths)
     if not inputs:
         raise ValueError(f"none of the {len(paths)} calibration slices could be read")
     int8 = nncf.quantize(network, nncf.Dataset(inputs), subset_size=len(inputs),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 
+from unetpp_gui.core.context import SliceContext
 from unetpp_gui.core.metadata import ModelMetadata, library_versions, read_metadata
 from unetpp_gui.core.normalize import ChannelNorm, fit_channel_norm
 
@@ -59,6 +60,8 @@ class TrainConfig:
     teacher_maps: str | None = None  # distillation: a teacher's maps of the training slices (training.distill)
     distill_alpha: float = 0.5  # target = (1 - alpha) * mask + alpha * teacher
     validate_every: int = 1  # validate every N epochs and after the last (runs that keep their last epoch)
+    context_slices: int = 0  # 2.5-D: neighbouring slices each side read as extra channels (core.context)
+    context_channel: int = 1  # which channel of the neighbours (1: FLAIR in the LGG slices)
 
 
 @dataclass
@@ -82,7 +85,7 @@ def last_path_for(out: Path) -> Path:
 def _architecture(cfg: TrainConfig) -> dict[str, Any]:
     arch: dict[str, Any] = {
         "name": cfg.architecture,
-        "input_shape": [cfg.image_size, cfg.image_size, 3],
+        "input_shape": [cfg.image_size, cfg.image_size, 3 + 2 * cfg.context_slices],
         "base_filters": cfg.base_filters,
         "depth": cfg.depth,
     }
@@ -167,6 +170,8 @@ def _apply_source(cfg: TrainConfig) -> tuple[int, ModelMetadata | None, float]:
         cfg.depth = arch.get("depth", cfg.depth)
         cfg.deep_supervision = arch.get("deep_supervision", cfg.deep_supervision)
         cfg.image_size = int(arch.get("input_shape", [cfg.image_size])[0])
+    ctx = SliceContext.from_dict(prior.input_context)  # the source's input wins, as its architecture does
+    cfg.context_slices, cfg.context_channel = (ctx.slices, ctx.channel) if ctx else (0, cfg.context_channel)
     if not cfg.resume:
         return 0, prior, 0.0
     stored = prior.training.get("config") or {}
@@ -344,6 +349,8 @@ class _Saver:
                      "epoch": epoch},
             versions=library_versions(),
             input_normalization=self.norm.to_dict() if self.norm is not None else {},
+            input_context=(SliceContext(cfg.context_slices, cfg.context_channel).to_dict()
+                           if cfg.context_slices else {}),
         )
         if self.prior is not None and self.prior.from_file and cfg.resume:
             meta.pixel_threshold = self.prior.pixel_threshold
@@ -401,7 +408,7 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
     import keras
 
     from training import callbacks as cb
-    from training.data import epoch_size, find_pairs, load_arrays, normalize_arrays, write_split
+    from training.data import add_context, epoch_size, find_pairs, load_arrays, normalize_arrays, write_split
     from training.losses import LOSSES
 
     cancel = cancel or threading.Event()
@@ -425,6 +432,8 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
         raise ValueError("--patience stops on validation Dice: it needs validation patients")
     if cfg.validate_every < 1:
         raise ValueError("--validate-every is a number of epochs (1 = every epoch)")
+    if cfg.context_slices < 0 or not 0 <= cfg.context_channel < 3:
+        raise ValueError("--context-slices is a number of slices each side (0 = none); --context-channel 0, 1 or 2")
 
     scan = find_pairs(cfg.data, cfg.patient_prefix_fields)
     split = _split(cfg, scan.patients)
@@ -437,13 +446,17 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
 
         train_arr.targets = soft_targets([slice_name(p.image) for p in train_pairs], train_arr.masks,
                                          cfg.teacher_maps, cfg.distill_alpha)
-    val_arr = load_arrays(_pairs_of(scan.pairs, split.val, cfg.max_slices), hw)
+    val_pairs = _pairs_of(scan.pairs, split.val, cfg.max_slices)
+    val_arr = load_arrays(val_pairs, hw)
     if cancel.is_set():  # stopped while the slices were read: nothing was trained, nothing written
         return TrainResult("cancelled", None, None, None, None, 0, {}, split.train, split.val)
     norm = _normalization(cfg, prior, train_arr.images)
     if norm is not None:
         normalize_arrays(train_arr, norm)
         normalize_arrays(val_arr, norm)
+    if cfg.context_slices:  # after the normalisation: each neighbour normalised as a slice of its own
+        add_context(train_arr, [p.image for p in train_pairs], cfg.context_slices, cfg.context_channel)
+        add_context(val_arr, [p.image for p in val_pairs], cfg.context_slices, cfg.context_channel)
 
     if cfg.mixed_precision:
         _set_precision(cfg)

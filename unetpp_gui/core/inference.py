@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from unetpp_gui.core.context import neighbour_offsets, neighbour_paths, stack_neighbours
 from unetpp_gui.core.discovery import find_ground_truth
 from unetpp_gui.core.errors import ImageError
 from unetpp_gui.core.image_io import load_image, load_mask
@@ -76,17 +77,46 @@ class _Prepared:
     warning: str | None = None
 
 
-def prepare_for(model: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
-    """One decoded slice as ``model``'s input: its size, channels, normalisation and scaling."""
+def prepare_for(model: LoadedModel, image: np.ndarray,
+                neighbours: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, Geometry]:
+    """One decoded slice as ``model``'s input: its size, channels, normalisation and scaling; for a model that
+    reads neighbouring slices (:mod:`~unetpp_gui.core.context`), ``neighbours`` in channel order, each prepared
+    the same way (the slice itself stands in for any missing or of another size)."""
     meta = model.metadata
-    return prepare(image, model.input_hw, model.channels, meta.input_scale, meta.input_offset,
-                   model.normalization)
+    x, geo = prepare(image, model.input_hw, model.image_channels, meta.input_scale, meta.input_offset,
+                     model.normalization)
+    ctx = model.context
+    if ctx is None:
+        return x, geo
+    own = [n if n is not None and n.shape == image.shape else image for n in neighbours][:ctx.extra_channels]
+    own += [image] * (ctx.extra_channels - len(own))
+    prepared = [x if n is image else prepare(n, model.input_hw, model.image_channels, meta.input_scale,
+                                             meta.input_offset, model.normalization)[0] for n in own]
+    return stack_neighbours(x, prepared, ctx.channel), geo
+
+
+def neighbours_of(model: LoadedModel, path: Path) -> list[np.ndarray | None]:
+    """The decoded neighbours a context model reads beside ``path`` (None where one cannot be read)."""
+    ctx = model.context
+    if ctx is None:
+        return []
+    try:
+        paths = neighbour_paths(path, ctx.slices)
+    except Exception:  # an unlistable folder or unreadable study header: the slice stands in for them
+        return []
+    out: list[np.ndarray | None] = []
+    for p in paths:
+        try:
+            out.append(load_image(p))
+        except Exception:
+            out.append(None)
+    return out
 
 
 def _prepare_one(model: LoadedModel, path: Path, with_gt: bool) -> _Prepared:
     try:
         image = load_image(path)
-        x, geo = prepare_for(model, image)
+        x, geo = prepare_for(model, image, neighbours_of(model, path))
         gt = gt_path = None
         if with_gt:
             gt_path = find_ground_truth(path)
@@ -264,8 +294,15 @@ def predict_images(model: LoadedModel, images: Iterable[np.ndarray], batch_size:
         for i, (_x, geo) in enumerate(batch):
             yield quantize(restore(probs[i], geo))
 
-    for image in images:
-        batch.append(prepare_for(model, image))
+    ctx = model.context
+    if ctx is not None:  # neighbours come from the volume itself
+        stack = list(images)
+        images = (prepare_for(model, image, [stack[j] for j in neighbour_offsets(k, len(stack), ctx.slices)])
+                  for k, image in enumerate(stack))
+    else:
+        images = (prepare_for(model, image) for image in images)
+    for prepared in images:
+        batch.append(prepared)
         if len(batch) == max(1, batch_size):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
@@ -276,6 +313,7 @@ def predict_images(model: LoadedModel, images: Iterable[np.ndarray], batch_size:
 
 
 def predict_array(model: LoadedModel, image: np.ndarray) -> np.ndarray:
-    """Probability levels (H, W) uint8 for one decoded RGB slice (used by self-tests)."""
+    """Probability levels (H, W) uint8 for one decoded RGB slice (used by self-tests; a model that reads
+    neighbouring slices sees the slice in their place)."""
     x, geo = prepare_for(model, image)
     return quantize(restore(model.predict_batch(x[None])[0], geo))

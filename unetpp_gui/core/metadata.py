@@ -32,6 +32,8 @@ class ModelMetadata:
     input_normalization: dict[str, Any] = field(default_factory=dict)
     pixel_threshold: float = DEFAULT_PIXEL_THRESHOLD
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
+    #: neighbouring slices as extra input channels (see core.context), e.g. {"slices": 1, "channel": 1}; {} = none
+    input_context: dict[str, Any] = field(default_factory=dict)
     #: patient-level 3-D filter (see core.consistency), e.g. {"min_fraction": 1.0}; {} = off
     patient_filter: dict[str, Any] = field(default_factory=dict)
     name: str = ""

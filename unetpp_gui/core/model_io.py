@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
+from unetpp_gui.core.context import SliceContext
 from unetpp_gui.core.errors import ModelError
 from unetpp_gui.core.fold import fold_batch_norm
 from unetpp_gui.core.metadata import ModelMetadata, read_metadata
@@ -121,6 +122,29 @@ class LoadedModel:
     runtimes_unmeasured: bool = False  # "auto" converted but left the measurement to a run (batching.Trial)
     _functions: dict[tuple[int, int, bool], Callable[..., Any]] = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        ctx = self.context
+        if self.image_channels not in (1, 3):
+            raise ModelError(f"{self.path.name} expects {self.channels} input channels; need 1 or 3 channels"
+                             + (f" plus {ctx.extra_channels} of neighbouring slices ({ctx.describe()})" if ctx else "")
+                             + ".")
+        if ctx is not None and ctx.channel >= self.image_channels:
+            raise ModelError(f"{self.path.name}: its neighbouring slices' channel {ctx.channel} does not exist "
+                             f"in a {self.image_channels}-channel slice.")
+
+    @cached_property
+    def context(self) -> SliceContext | None:
+        """The neighbouring slices the model reads beside each slice (None: a plain 2-D model)."""
+        try:
+            return SliceContext.from_dict(self.metadata.input_context)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ModelError(f"{self.path.name}: unreadable input_context in its metadata ({exc}).") from None
+
+    @property
+    def image_channels(self) -> int:
+        """Channels of the slice itself (the input's, less the neighbours')."""
+        return self.channels - (self.context.extra_channels if self.context else 0)
+
     @cached_property
     def normalization(self) -> ChannelNorm | None:
         """The intensity normalisation stored with the model (None for plain scaling); parsed once."""
@@ -165,6 +189,7 @@ class LoadedModel:
             "parameters": self.n_params,
             "input_scale": self.metadata.input_scale,
             "input_normalization": self.metadata.input_normalization.get("method", "none"),
+            "input_context": self.context.describe() if self.context else "none",
             "pixel_threshold": self.metadata.pixel_threshold,
             "decision_threshold": self.metadata.decision_threshold,
             "patient_filter": self.patient_filter.describe() if self.patient_filter else "off",
@@ -454,7 +479,7 @@ def _check_io(model: Any, path: Path, output_index: int) -> tuple[tuple[int, int
     if len(inputs) != 1:
         raise ModelError(f"{path.name} has {len(inputs)} inputs; a segmentation model has one image input.")
     shape = tuple(inputs[0].shape)
-    if len(shape) != 4 or shape[-1] not in (1, 3):
+    if len(shape) != 4 or shape[-1] is None:
         raise ModelError(f"{path.name} expects input {shape}; need (batch, height, width, 1 or 3 channels).")
     h, w, c = shape[1], shape[2], int(shape[3])
     input_hw = (int(h), int(w)) if h is not None and w is not None else None

@@ -210,7 +210,7 @@ class _Builder:
 
 def _input_shape(config: dict[str, Any]) -> list[int | None]:
     shape = config.get("batch_shape") or config.get("batch_input_shape")
-    if not shape or len(shape) != 4 or shape[-1] not in (1, 3):
+    if not shape or len(shape) != 4 or not shape[-1]:  # channels: LoadedModel checks them against the metadata
         raise Unsupported(f"input shape {shape}")
     return list(shape)
 
