@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -54,18 +55,25 @@ def neighbour_offsets(index: int, count: int, slices: int) -> list[int]:
     return [min(max(i, 0), count - 1) for i in wanted]
 
 
+@lru_cache(maxsize=16)
+def _series_in(folder: Path, mtime_ns: int) -> dict[str, list[str]]:
+    """Each numbered series' slice names in ``folder``, in numeric order (kept while the folder is unchanged)."""
+    out: dict[str, list[str]] = {}
+    for name in os.listdir(folder):
+        p = folder / name
+        if is_image_file(p) and not is_mask_file(p):
+            out.setdefault(series_of(name), []).append(name)
+    return {series: sorted(names, key=natural_key) for series, names in out.items()}
+
+
 def _series_members(path: Path) -> list[Path]:
     """The slices of ``path``'s numbered series in its folder, in numeric order (``[path]`` if unlistable)."""
-    series = series_of(path)
     try:
-        names = os.listdir(path.parent)
+        names = _series_in(path.parent, path.parent.stat().st_mtime_ns).get(series_of(path), [])
     except OSError:
         return [path]
-    members = [path.parent / n for n in names if series_of(n) == series]
-    members = [p for p in members if is_image_file(p) and not is_mask_file(p)]
-    if path not in members:
-        members.append(path)
-    return sorted(members, key=natural_key)
+    members = [path.parent / n for n in names]
+    return members if path in members else sorted([*members, path], key=natural_key)
 
 
 def neighbour_paths(path: str | Path, slices: int) -> list[Path]:
