@@ -162,3 +162,23 @@ def test_int8_copy_of_a_25d_model_is_calibrated_and_runs_with_neighbours(tmp_pat
     # the output reads only the neighbours' channels: without them all three would be equal; a 1x1 network
     # quantized on three slices is coarse, so only the order is checked (float32: 8, 0, 4)
     assert len(set(got)) == 3 and min(got) == got[1], got
+
+
+def test_viewer_predicts_a_dropped_folder_with_each_slices_neighbours(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtCore import QSettings
+
+    from unetpp_gui.ui.main_window import MainWindow
+
+    flair = {"P_1": 10, "P_2": 120, "P_3": 250}
+    folder = _folder(tmp_path / "patient", flair)
+    win = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), batch_size=2)
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.model_changed, timeout=120_000):
+        win.load_model(_context_model(tmp_path / "ctx.h5", {"slices": 1, "channel": 1}))
+    assert "2.5-D" in win.results.model.text() and "1 slice(s) each side" in win.results.model.toolTip()
+    with qtbot.waitSignal(win.predictions_finished, timeout=120_000):
+        win.open_paths([folder])
+    got = [int(win.store.full(folder / f"{n}.png").prob_q[5, 5]) for n in flair]
+    assert got == [_expected(10, 120), _expected(10, 250), _expected(120, 250)]
+    win.close()

@@ -95,8 +95,10 @@ def prepare_for(model: LoadedModel, image: np.ndarray,
     return stack_neighbours(x, prepared, ctx.channel), geo
 
 
-def neighbours_of(model: LoadedModel, path: Path) -> list[np.ndarray | None]:
-    """The decoded neighbours a context model reads beside ``path`` (None where one cannot be read)."""
+def neighbours_of(model: LoadedModel, path: Path,
+                  decoded: dict[Path, np.ndarray] | None = None) -> list[np.ndarray | None]:
+    """The decoded neighbours a context model reads beside ``path`` (None where one cannot be read); slices
+    already in ``decoded`` are not read again, and those read are added to it."""
     ctx = model.context
     if ctx is None:
         return []
@@ -104,19 +106,26 @@ def neighbours_of(model: LoadedModel, path: Path) -> list[np.ndarray | None]:
         paths = neighbour_paths(path, ctx.slices)
     except Exception:  # an unlistable folder or unreadable study header: the slice stands in for them
         return []
+    decoded = {} if decoded is None else decoded
     out: list[np.ndarray | None] = []
     for p in paths:
         try:
-            out.append(load_image(p))
+            if p not in decoded:
+                decoded[p] = load_image(p)
+            out.append(decoded[p])
         except Exception:
             out.append(None)
     return out
 
 
-def _prepare_one(model: LoadedModel, path: Path, with_gt: bool) -> _Prepared:
+def _prepare_one(model: LoadedModel, path: Path, with_gt: bool,
+                 decoded: dict[Path, np.ndarray] | None = None) -> _Prepared:
     try:
-        image = load_image(path)
-        x, geo = prepare_for(model, image, neighbours_of(model, path))
+        image = decoded.pop(path, None) if decoded is not None else None
+        image = load_image(path) if image is None else image
+        if decoded is not None and model.context is not None:
+            decoded[path] = image  # the next slice's neighbour
+        x, geo = prepare_for(model, image, neighbours_of(model, path, decoded))
         gt = gt_path = None
         if with_gt:
             gt_path = find_ground_truth(path)
@@ -135,7 +144,8 @@ def _prepare_one(model: LoadedModel, path: Path, with_gt: bool) -> _Prepared:
 
 
 def _prepare_batch(model: LoadedModel, paths: Sequence[Path], with_gt: bool) -> list[_Prepared]:
-    return [_prepare_one(model, p, with_gt) for p in paths]
+    decoded: dict[Path, np.ndarray] = {}  # a 2.5-D model's neighbours are the batch's other slices: read once
+    return [_prepare_one(model, p, with_gt, decoded) for p in paths]
 
 
 def _chunks(items: Sequence[Path], sizes: Iterator[int]) -> Iterator[Sequence[Path]]:

@@ -227,13 +227,16 @@ class MainWindow(QMainWindow):
         """The Result panel's model line and the Model menu, for the model as it runs now."""
         model = self.model
         variant = ((f", pruned L{model.prune_level}" if model.prune_level else "") + (", TTA" if model.tta else "")
+                   + (", 2.5-D" if model.context else "")
                    + (f", {model.precision}" if model.precision in ("bfloat16", "int8") else "")
                    + (", OpenVINO" if model.runtime == "openvino" else "")
                    + (", preparing OpenVINO…" if model.openvino_pending else ""))
         # one line (the panel has no height to spare: a wrapped text was cut off); the rest in the tooltip
         self.results.model.setText(f"Model: {model.name}{variant}")
         menus.sync_inference_menu(self)
-        self.results.model.setToolTip(f"{model.path}\n{model.n_params:,} parameters")
+        self.results.model.setToolTip(f"{model.path}\n{model.n_params:,} parameters"
+                                      + (f"\nreads neighbouring slices: {model.context.describe()}"
+                                         if model.context else ""))
 
     def _prepare_openvino(self, model: Any) -> None:
         """"auto" for a network only Keras converts, never measured here: the model runs on TensorFlow at once,
