@@ -95,6 +95,42 @@ def test_engine_feeds_each_slice_its_neighbours(tmp_path: Path, runtime: str) ->
     assert int(predict_array(model, _slice(120))[5, 5]) == _expected(0, 0)  # no neighbours: itself
 
 
+def test_each_slice_is_prepared_once_though_read_as_a_neighbour(tmp_path: Path, monkeypatch) -> None:
+    from unetpp_gui.core import inference
+    from unetpp_gui.core.model_io import load_model
+
+    calls: list[tuple] = []
+    real = inference.prepare
+    monkeypatch.setattr(inference, "prepare", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    flair = [10, 200, 40, 250, 90, 5, 160]
+    folder = _folder(tmp_path / "patient", {f"P_{i + 1}": v for i, v in enumerate(flair)})
+    model = load_model(_context_model(tmp_path / "ctx.h5", {"slices": 1, "channel": 1}), runtime="tensorflow")
+    want = [_expected(flair[max(k - 1, 0)], flair[min(k + 1, len(flair) - 1)]) for k in range(len(flair))]
+    paths = [folder / f"P_{i + 1}.png" for i in range(len(flair))]
+    got = [int(r.prob_q[5, 5]) for r in inference.predict_paths(model, paths, batch_size=len(flair))]
+    assert got == want and len(calls) == len(flair)  # one batch: each slice prepared once, not three times
+    calls.clear()
+    # a volume: prepared once each through a window that moves down the stack, every slice still right
+    got = [int(q[5, 5]) for q in inference.predict_images(model, [_slice(v) for v in flair], 3)]
+    assert got == want and len(calls) == len(flair)
+
+
+def test_a_studys_header_is_read_once_for_its_slices_neighbours(tmp_path: Path, monkeypatch) -> None:
+    import nibabel as nib
+
+    from unetpp_gui.core import volume
+
+    study = tmp_path / "flair.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 5), np.int16), np.eye(4)), study)
+    reads: list[Path] = []
+    real = volume._load
+    monkeypatch.setattr(volume, "_load", lambda p: reads.append(p) or real(p))
+    got = [neighbour_paths(volume.slice_ref(study, k), 1) for k in range(5)]
+    assert got[4] == [volume.slice_ref(study, 3), volume.slice_ref(study, 4)] and len(reads) == 1
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 7), np.int16), np.eye(4)), study)  # the study changes: read again
+    assert neighbour_paths(volume.slice_ref(study, 4), 1)[1] == volume.slice_ref(study, 5) and len(reads) == 2
+
+
 def test_a_model_whose_channels_do_not_add_up_is_refused(tmp_path: Path) -> None:
     from unetpp_gui.core.model_io import load_model
 

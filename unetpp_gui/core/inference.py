@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,22 +78,42 @@ class _Prepared:
     warning: str | None = None
 
 
-def prepare_for(model: LoadedModel, image: np.ndarray,
-                neighbours: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, Geometry]:
+class PreparedSlices:
+    """Slices already prepared for one model, by decoded array: a 2.5-D model prepares each slice once, though
+    it is read as itself and as its neighbours' neighbour. Holds the arrays, so a key stays theirs; ``keep``
+    bounds how many (the least recently used go first)."""
+
+    def __init__(self, keep: int | None = None) -> None:
+        self._done: OrderedDict[int, tuple[np.ndarray, tuple[np.ndarray, Geometry]]] = OrderedDict()
+        self._keep = keep
+
+    def get(self, model: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        hit = self._done.get(id(image))
+        if hit is not None:
+            self._done.move_to_end(id(image))
+            return hit[1]
+        meta = model.metadata
+        hit = self._done[id(image)] = (image, prepare(image, model.input_hw, model.image_channels,
+                                                      meta.input_scale, meta.input_offset, model.normalization))
+        if self._keep is not None and len(self._done) > self._keep:
+            self._done.popitem(last=False)
+        return hit[1]
+
+
+def prepare_for(model: LoadedModel, image: np.ndarray, neighbours: Sequence[np.ndarray | None] = (),
+                done: PreparedSlices | None = None) -> tuple[np.ndarray, Geometry]:
     """One decoded slice as ``model``'s input: its size, channels, normalisation and scaling; for a model that
     reads neighbouring slices (:mod:`~unetpp_gui.core.context`), ``neighbours`` in channel order, each prepared
-    the same way (the slice itself stands in for any missing or of another size)."""
-    meta = model.metadata
-    x, geo = prepare(image, model.input_hw, model.image_channels, meta.input_scale, meta.input_offset,
-                     model.normalization)
+    the same way (the slice itself stands in for any missing or of another size). ``done`` keeps the slices
+    prepared across calls (a batch's or a volume's)."""
+    done = PreparedSlices() if done is None else done
+    x, geo = done.get(model, image)
     ctx = model.context
     if ctx is None:
         return x, geo
     own = [n if n is not None and n.shape == image.shape else image for n in neighbours][:ctx.extra_channels]
     own += [image] * (ctx.extra_channels - len(own))
-    prepared = [x if n is image else prepare(n, model.input_hw, model.image_channels, meta.input_scale,
-                                             meta.input_offset, model.normalization)[0] for n in own]
-    return stack_neighbours(x, prepared, ctx.channel), geo
+    return stack_neighbours(x, [done.get(model, n)[0] for n in own], ctx.channel), geo
 
 
 def neighbours_of(model: LoadedModel, path: Path,
@@ -119,13 +140,13 @@ def neighbours_of(model: LoadedModel, path: Path,
 
 
 def _prepare_one(model: LoadedModel, path: Path, with_gt: bool,
-                 decoded: dict[Path, np.ndarray] | None = None) -> _Prepared:
+                 decoded: dict[Path, np.ndarray] | None = None, done: PreparedSlices | None = None) -> _Prepared:
     try:
         image = decoded.pop(path, None) if decoded is not None else None
         image = load_image(path) if image is None else image
         if decoded is not None and model.context is not None:
             decoded[path] = image  # the next slice's neighbour
-        x, geo = prepare_for(model, image, neighbours_of(model, path, decoded))
+        x, geo = prepare_for(model, image, neighbours_of(model, path, decoded), done)
         gt = gt_path = None
         if with_gt:
             gt_path = find_ground_truth(path)
@@ -145,7 +166,8 @@ def _prepare_one(model: LoadedModel, path: Path, with_gt: bool,
 
 def _prepare_batch(model: LoadedModel, paths: Sequence[Path], with_gt: bool) -> list[_Prepared]:
     decoded: dict[Path, np.ndarray] = {}  # a 2.5-D model's neighbours are the batch's other slices: read once
-    return [_prepare_one(model, p, with_gt, decoded) for p in paths]
+    done = PreparedSlices()  # ... and prepared once
+    return [_prepare_one(model, p, with_gt, decoded, done) for p in paths]
 
 
 def _chunks(items: Sequence[Path], sizes: Iterator[int]) -> Iterator[Sequence[Path]]:
@@ -306,8 +328,8 @@ def predict_images(model: LoadedModel, images: Iterable[np.ndarray], batch_size:
 
     ctx = model.context
     if ctx is not None:  # neighbours come from the volume itself
-        stack = list(images)
-        images = (prepare_for(model, image, [stack[j] for j in neighbour_offsets(k, len(stack), ctx.slices)])
+        stack, done = list(images), PreparedSlices(keep=ctx.extra_channels + 1)  # a window moving down the stack
+        images = (prepare_for(model, image, [stack[j] for j in neighbour_offsets(k, len(stack), ctx.slices)], done)
                   for k, image in enumerate(stack))
     else:
         images = (prepare_for(model, image) for image in images)

@@ -23,6 +23,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -354,10 +355,22 @@ def parse_ref(path: str | Path) -> tuple[Path, int] | None:
 
 
 def axial_slices(file: str | Path) -> int:
-    """How many axial slices a study file has (header only: no voxel data is read)."""
+    """How many axial slices a study file has (header only, read once while the file is unchanged)."""
+    file = Path(file)
+    try:
+        st = file.stat()
+    except FileNotFoundError:
+        raise VolumeError(f"{file}: file not found") from None
+    except OSError as exc:
+        raise VolumeError(f"{file}: {exc.strerror or exc}") from None
+    return _axial_slices(file.resolve(), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=64)
+def _axial_slices(file: Path, mtime_ns: int, size: int) -> int:
     from nibabel.orientations import io_orientation
 
-    img = _load(Path(file))
+    img = _load(file)
     axis = int(np.flatnonzero(io_orientation(img.affine)[:, 0] == 2)[0])
     return int(img.shape[axis])
 
