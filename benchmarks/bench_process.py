@@ -5,7 +5,10 @@ import, model load, every slice decoded, predicted and its mask written). `unetp
 empty cache (its first run on a machine: batch sizes measured, OpenVINO's network built) and again with the
 cache it left (every later run), on each runtime: TensorFlow, OpenVINO asked for by name, and auto. Prints a markdown section.
 
-Usage: python benchmarks/bench_process.py [N_SLICES]
+Then R paired rounds (``--rounds=R``, default 0), each the seed script, `unetpp predict` (auto) with an empty
+cache, again with its cache, and int8 where the quantized network ships: how far the ratios move between runs.
+
+Usage: python benchmarks/bench_process.py [N_SLICES] [--rounds=R]
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from pathlib import Path
 
 from common import lgg_slices, machine, model_path
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--rounds")]
+N = int(ARGS[0]) if ARGS and ARGS[0].isdigit() else 300
+ROUNDS = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--rounds=")), 0)
 
 # The prototype's way: one model.predict per file, threshold 0.5, one mask PNG per slice.
 SEED_SCRIPT = """
@@ -108,6 +113,37 @@ def main() -> None:
     if "auto" in runtimes:
         print(f"\n{auto_choice(work / 'cache-auto')}")
     print()
+    if ROUNDS and "auto" in runtimes:
+        paired_rounds(unetpp, work, env)
+
+
+def paired_rounds(unetpp: list[str], work: Path, env: dict[str, str]) -> None:
+    """Seed script, then `unetpp predict` first run / later run / int8, in fresh processes, ROUNDS times."""
+    from unetpp_gui.core.quantized import sidecar
+
+    int8 = sidecar(model_path()).exists()
+    print(f"Paired rounds (each: the seed script, then `unetpp predict` with an empty cache, again with its cache"
+          f"{', then `--precision int8`' if int8 else ''}):\n")
+    print("| round | seed script (s) | first run (s) | speed-up | later run (s) | speed-up"
+          + (" | int8 (s) | speed-up |" if int8 else " |"))
+    print("|---|---|---|---|---|---" + ("|---|---|" if int8 else "|"))
+    firsts, laters = [], []
+    for r in range(1, ROUNDS + 1):
+        seed = timed([sys.executable, "-c", SEED_SCRIPT, str(model_path()), str(work / "slices"),
+                      str(work / f"seed-r{r}")], env)
+        run_env = {**env, "XDG_CACHE_HOME": str(work / f"cache-r{r}")}
+        first = timed([*unetpp, "--out", str(work / f"r{r}-first")], run_env)
+        later = timed([*unetpp, "--out", str(work / f"r{r}-later")], run_env)
+        firsts.append(seed / first)
+        laters.append(seed / later)
+        row = f"| {r} | {seed:.1f} | {first:.1f} | {seed / first:.2f}x | {later:.1f} | {seed / later:.2f}x |"
+        if int8:
+            q = timed([*unetpp, "--out", str(work / f"r{r}-int8"), "--precision", "int8"],
+                      {**env, "XDG_CACHE_HOME": str(work / f"cache-r{r}-int8")})
+            row += f" {q:.1f} | {seed / q:.2f}x |"
+        print(row, flush=True)
+    print(f"\nFirst runs {min(firsts):.2f}-{max(firsts):.2f}x, later runs {min(laters):.2f}-{max(laters):.2f}x "
+          f"the seed script over {ROUNDS} rounds.\n")
 
 
 if __name__ == "__main__":
