@@ -17,7 +17,7 @@ from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, QUrl, Sign
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication, QDockWidget, QFrame, QLabel, QMainWindow, QMessageBox,
-    QProgressBar, QPushButton, QScrollArea, QSplitter, QStackedWidget, QStyle, QVBoxLayout, QWidget,
+    QPushButton, QScrollArea, QSplitter, QStackedWidget, QStyle, QVBoxLayout, QWidget,
 )
 
 from unetpp_gui.core.discovery import Discovery
@@ -32,6 +32,7 @@ from unetpp_gui.ui import menus
 from unetpp_gui.ui.batch_view import BatchView
 from unetpp_gui.ui.controls import Controls, ResultsPanel
 from unetpp_gui.ui.panels import ImagePanels
+from unetpp_gui.ui.progress_bar import LazyProgressBar
 from unetpp_gui.core.model_io import MODEL_SUFFIXES
 from unetpp_gui.ui.empty_state import EmptyState, remember_folder
 from unetpp_gui.ui.slice_list import SliceList, legend_html
@@ -154,7 +155,7 @@ class MainWindow(QMainWindow):
         """Status text, pixel readout, progress (a label beside the bar) and Cancel."""
         self.status = QLabel("Starting…")
         self.readout = QLabel("")
-        self.progress = QProgressBar()
+        self.progress = LazyProgressBar()
         self.progress.setMaximumWidth(200)
         self.progress.setTextVisible(False)  # some styles paint the fill over the text: a label beside it
         self.progress.hide()
