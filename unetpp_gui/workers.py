@@ -201,14 +201,16 @@ def prepare_openvino_worker(model: Any, idle: Callable[[], bool], stop: threadin
 
 
 def settle_heap() -> None:
-    """Collect once and freeze what survives (the framework's and the model's objects), so later full
-    collections skip them. A full collection holds the interpreter lock: over TensorFlow's object graph one
-    took 247 ms of the GUI thread in the middle of a batch (bench_gui's stall tracer). Here it runs once,
-    while the model loads; unfreezing first lets a replaced model's objects be collected."""
+    """Freeze the objects alive now (the framework's and the model's) so that later full collections skip
+    them: a full collection holds the interpreter lock, and over TensorFlow's objects one took 247 ms of the
+    GUI thread in the middle of a batch (bench_gui's stall tracer). The first model only freezes: collecting
+    first took 41-57 ms of the GUI thread on a slow CPU, for little more than imports' garbage. A later model
+    unfreezes, so that the replaced model's objects are collected, once, here while it loads."""
     import gc
 
-    gc.unfreeze()
-    gc.collect()
+    if gc.get_freeze_count():
+        gc.unfreeze()
+        gc.collect()
     gc.freeze()
 
 
