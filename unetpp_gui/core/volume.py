@@ -337,7 +337,7 @@ def volume_row(v: VolumeResult, out: Path | None = None) -> dict[str, object]:
 # ----- a study's slices as paths, for the GUI's slice list: "<first file>#z012" ---------------------------------
 from unetpp_gui.core.image_io import SLICE_TAG  # noqa: E402
 _CACHE_SIZE = 2
-_cache: "OrderedDict[tuple[str, float], Study | np.ndarray]" = OrderedDict()
+_cache: "OrderedDict[tuple[str, int, int], Study | np.ndarray]" = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -354,32 +354,33 @@ def parse_ref(path: str | Path) -> tuple[Path, int] | None:
     return Path(text[:i]), int(text[i + len(SLICE_TAG):])
 
 
-def axial_slices(file: str | Path) -> int:
-    """How many axial slices a study file has (header only, read once while the file is unchanged)."""
-    file = Path(file)
+def _version(file: Path) -> tuple[str, int, int]:
+    """A study file's identity while it is unchanged: (resolved path, mtime in ns, size); VolumeError if unreadable."""
     try:
         st = file.stat()
+        return str(file.resolve()), st.st_mtime_ns, st.st_size
     except FileNotFoundError:
         raise VolumeError(f"{file}: file not found") from None
     except OSError as exc:
         raise VolumeError(f"{file}: {exc.strerror or exc}") from None
-    return _axial_slices(file.resolve(), st.st_mtime_ns, st.st_size)
+
+
+def axial_slices(file: str | Path) -> int:
+    """How many axial slices a study file has (header only, read once while the file is unchanged)."""
+    return _axial_slices(*_version(Path(file)))
 
 
 @lru_cache(maxsize=64)
-def _axial_slices(file: Path, mtime_ns: int, size: int) -> int:
+def _axial_slices(file: str, mtime_ns: int, size: int) -> int:
     from nibabel.orientations import io_orientation
 
-    img = _load(file)
+    img = _load(Path(file))
     axis = int(np.flatnonzero(io_orientation(img.affine)[:, 0] == 2)[0])
     return int(img.shape[axis])
 
 
 def _cached(key_file: Path, make):  # -> Study | np.ndarray
-    try:
-        key = (str(key_file.resolve()), key_file.stat().st_mtime)
-    except OSError as exc:
-        raise VolumeError(f"{key_file}: {exc.strerror or exc}") from None
+    key = _version(key_file)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
