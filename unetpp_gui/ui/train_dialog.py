@@ -17,7 +17,7 @@ from PySide6.QtCore import QProcess, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-    QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QLineEdit, QPlainTextEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
 from training.train import last_path_for
@@ -25,6 +25,7 @@ from training.options import ARCHITECTURES, LOSS_NAMES, LR_SCHEDULES
 from unetpp_gui import workers
 from unetpp_gui.core.model_io import cpu_supports_bf16
 from unetpp_gui.ui.training_process import TrainingProcess, cancel_file_for
+from unetpp_gui.ui.progress_bar import LazyProgressBar
 
 
 class TrainDialog(QDialog):
@@ -199,7 +200,7 @@ class TrainDialog(QDialog):
         self.batch_plot = pg.PlotWidget(title="Training loss per batch (smoothed)")
         self.batch_plot.setLabel("bottom", "step")
         self.curve_batch = self.batch_plot.plot([], [], pen=pg.mkPen("#1a73e8"))
-        self.progress = QProgressBar()
+        self.progress = LazyProgressBar()  # set at every batch, just before the curves redraw
         self.progress_label = QLabel("")
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
