@@ -14,7 +14,9 @@ from unetpp_gui.core.discovery import discover, natural_key, patient_of
 from unetpp_gui.core.inference import predict_paths
 from unetpp_gui.core.phantom import phantom
 from unetpp_gui.core.summary import SUMMARY_COLUMNS, summarize
+from unetpp_gui.ui.batch_view import ResultsTableModel
 from unetpp_gui.ui.main_window import MainWindow
+from unetpp_gui.ui.slice_list import STATE_COLORS, SliceListModel
 
 WAIT = 180_000
 
@@ -107,6 +109,18 @@ def test_batch_table_summary_filters_csv(qtbot, window: MainWindow, study: Path,
     shown = [[window.batch.summary.item(r, c).text() for c in range(window.batch.summary.columnCount())]
              for r in range(window.batch.summary.rowCount())]
     assert shown == [[str(row[k]) for k in SUMMARY_COLUMNS] for row in engine_summary(0.05, 0.0)]  # every cell
+    # ... and so do the table's cells: each decision and its colour, as the list's marker says
+    model = window.batch.model
+    for r in range(model.rowCount()):
+        path, state = model.path_at(r), window.store.state(model.path_at(r), window.thresholds())
+        decision = model.index(r, 3).data()
+        assert decision == ("…" if state == "pending" else "" if state == "error" else
+                            "TUMOUR" if state == "tumour" else "no tumour" if state == "clear" else
+                            "no tumour (missed)" if state == "missed" else "TUMOUR (false alarm)")
+        assert model.index(r, 3).data(Qt.ForegroundRole).name() == STATE_COLORS[state]
+        assert model.index(r, 0).data(Qt.ForegroundRole) is None and model.index(r, 0).data(Qt.ToolTipRole) == str(path)
+        assert model.index(r, 0).data(Qt.DecorationRole) is None
+    assert model.headerData(3, Qt.Horizontal) == "Decision" and model.headerData(3, Qt.Vertical) is None
 
     table_csv, summary_csv = window.batch.export_csv(tmp_path / "out" / "results.csv")
     table = list(csv.DictReader(table_csv.open()))
@@ -123,6 +137,15 @@ def test_batch_table_summary_filters_csv(qtbot, window: MainWindow, study: Path,
         pass
     written = sorted(p.name for p in (tmp_path / "masks").rglob("*.png"))
     assert len(written) == 2 * 12 and "ph_0_pred.png" in written and "ph_0_overlay.png" in written
+
+
+def test_item_models_name_their_roles_without_pysides_slow_lookup() -> None:
+    """A view calls data() for every visible cell and about ten roles at each paint; PySide6 resolves a short
+    name such as ``Qt.DisplayRole`` through a compatibility lookup (~8 us on a slow CPU), which made half of a
+    list repaint and most of a table repaint during a batch. The models use module constants instead."""
+    for fn in (SliceListModel.data, SliceListModel.refresh, ResultsTableModel.data, ResultsTableModel.headerData,
+               ResultsTableModel.reorder):
+        assert "Qt" not in fn.__code__.co_names, fn.__qualname__
 
 
 def test_cancel_keeps_finished_rows(qtbot, window: MainWindow, tmp_path: Path) -> None:

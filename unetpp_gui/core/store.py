@@ -60,6 +60,10 @@ class SliceStore:
         self._by_folder: dict[Path, list[Path]] = {}
         self._removed: dict[Path, tuple] = {}  # 3-D filter's removed pixels, kept across map eviction
         self._voxel_ml: dict[Path, float | None] = {}  # NIfTI study slices: mL per voxel (header read once)
+        # each slice's numbers at the thresholds last asked for, with the compact result they came from: the slice
+        # list asks for a marker per visible row and role at every paint (~40 us of numpy per derivation)
+        self._derived: dict[Path, tuple[SliceResult, Derived]] = {}
+        self._derived_at: tuple[float, float] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -98,6 +102,7 @@ class SliceStore:
     def clear(self) -> None:
         self._removed.clear()
         self._voxel_ml.clear()
+        self._derived.clear()
         self.paths.clear()
         self._index.clear()
         self.compact.clear()
@@ -148,10 +153,18 @@ class SliceStore:
         return [p for p in self.paths if p not in self.compact]
 
     def derived(self, path: Path, t: Thresholds) -> Derived | None:
+        """``path``'s numbers at ``t`` (None: no result yet, or an error); derived once per result and thresholds."""
         res = self.compact.get(path)
         if res is None or res.stats is None:
             return None
-        return res.stats.derive(t.pixel, t.decision)
+        at = (t.pixel, t.decision)
+        if at != self._derived_at:
+            self._derived.clear()
+            self._derived_at = at
+        hit = self._derived.get(path)
+        if hit is None or hit[0] is not res:  # a new result for the slice (predicted again) is derived again
+            hit = self._derived[path] = (res, res.stats.derive(*at))
+        return hit[1]
 
     def state(self, path: Path, t: Thresholds) -> str:
         """See :func:`slice_state`."""
@@ -176,5 +189,6 @@ class SliceStore:
     def clear_results(self) -> None:
         """Forget predictions (after a model change); the slice list stays."""
         self._removed.clear()
+        self._derived.clear()
         self.compact.clear()
         self._maps.clear()

@@ -22,11 +22,18 @@ from unetpp_gui.core.store import SliceStore, Thresholds, slice_state
 from unetpp_gui.core.summary import SUMMARY_COLUMNS, summarize
 from unetpp_gui.ui.slice_list import STATE_COLORS
 
+_COLORS = {kind: QColor(color) for kind, color in STATE_COLORS.items()}
+
 COLUMNS = ("File", "Patient / folder", "Area ratio", "Decision", "Max prob.", "Dice", "Error")
 #: Short headers for the summary table (its CSV keeps the full column names).
 SUMMARY_LABELS = {"tumour_slices": "tumour", "largest_tumour_slice": "largest slice",
                   "largest_tumour_pixels": "largest px", "total_tumour_pixels": "total px", "tumour_ml": "mL",
                   "mean_dice": "mean Dice", "slices_with_ground_truth": "with truth"}
+# Roles by their full enum names, once (see slice_list: a short name such as ``Qt.UserRole`` costs ~8 us a lookup)
+_DISPLAY, _KEY, _FOREGROUND, _TOOLTIP = (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.UserRole,
+                                         Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.ToolTipRole)
+_ROLES = frozenset((_DISPLAY, _KEY, _FOREGROUND, _TOOLTIP))
+_HORIZONTAL, _DESCENDING = Qt.Orientation.Horizontal, Qt.SortOrder.DescendingOrder
 FILTERS = ("All slices", "Tumour only", "No tumour only", "Disagreements with ground truth", "Missed tumours",
            "False alarms", "Errors only", "Pending")
 
@@ -36,14 +43,13 @@ class ResultsTableModel(QAbstractTableModel):
 
     Sorting computes one key per row and reorders a list; a ``QSortFilterProxyModel`` would call back into
     Python for every comparison (n log n calls), which stalled the GUI for hundreds of milliseconds on a
-    few hundred slices. Derived numbers are cached per threshold pair.
+    few hundred slices. Derived numbers come from the store, which keeps them per threshold pair.
     """
 
     def __init__(self, store: SliceStore, thresholds: Thresholds) -> None:
         super().__init__()
         self.store = store
         self.thresholds = thresholds
-        self._derived: dict[Path, Derived | None] = {}
         self._order: list[int] = []  # display row -> store index
         self._row_of: dict[int, int] = {}  # store index -> display row
         self._sort: tuple[int, Qt.SortOrder] = (0, Qt.AscendingOrder)
@@ -57,8 +63,8 @@ class ResultsTableModel(QAbstractTableModel):
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:
         return len(COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.DisplayRole) -> Any:
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = _DISPLAY) -> Any:
+        if role == _DISPLAY and orientation == _HORIZONTAL:
             return COLUMNS[section]
         return None
 
@@ -66,19 +72,21 @@ class ResultsTableModel(QAbstractTableModel):
         self._sort = (column, order)
         self.reorder()
 
-    def data(self, index: QModelIndex, role: int = Qt.DisplayRole) -> Any:
-        if not index.isValid() or index.row() >= len(self._order):
+    def data(self, index: QModelIndex, role: int = _DISPLAY) -> Any:
+        if role not in _ROLES or not index.isValid() or index.row() >= len(self._order):
             return None
         path = self.store.paths[self._order[index.row()]]
         col = index.column()
-        if role == Qt.DisplayRole:
+        if role == _DISPLAY:
             return self._text(path, col)
-        if role == Qt.UserRole:
+        if role == _KEY:
             return self._key(path, col)
-        if role == Qt.ForegroundRole and col == 3:
+        if role == _FOREGROUND:
+            if col != 3:
+                return None
             state = self.state(self._order[index.row()])
-            return QColor(STATE_COLORS[state]) if state in STATE_COLORS else None
-        if role == Qt.ToolTipRole:
+            return _COLORS.get(state)
+        if role == _TOOLTIP:
             return str(path)
         return None
 
@@ -103,7 +111,7 @@ class ResultsTableModel(QAbstractTableModel):
         paths = self.store.paths
         rows = [i for i in range(len(paths)) if self._accepts(i)]
         column, order = self._sort
-        rows.sort(key=lambda i: self._key(paths[i], column), reverse=order == Qt.DescendingOrder)
+        rows.sort(key=lambda i: self._key(paths[i], column), reverse=order == _DESCENDING)
         if rows == self._order:
             return
         if len(rows) != len(self._order):
@@ -126,7 +134,6 @@ class ResultsTableModel(QAbstractTableModel):
 
     # --- updates ---
     def slice_updated(self, path: Path) -> None:
-        self._derived.pop(path, None)
         row = self.row_of(path)
         if row is not None:
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
@@ -134,7 +141,6 @@ class ResultsTableModel(QAbstractTableModel):
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
         self.thresholds = thresholds
-        self._derived.clear()
         if self._order:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self._order) - 1, len(COLUMNS) - 1))
         if self.results_decide_order():
@@ -142,9 +148,7 @@ class ResultsTableModel(QAbstractTableModel):
 
     # --- per-slice values ---
     def derived(self, path: Path) -> Derived | None:
-        if path not in self._derived:
-            self._derived[path] = self.store.derived(path, self.thresholds)
-        return self._derived[path]
+        return self.store.derived(path, self.thresholds)
 
     def _ok_derived(self, path: Path) -> Derived | None:
         res = self.store.compact.get(path)
