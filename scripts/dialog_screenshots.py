@@ -33,7 +33,11 @@ def main() -> int:
     failures: list[str] = []
 
     def architecture(_model) -> None:
-        dialog = win.show_architecture()
+        win.model_changed.disconnect(architecture)
+        win.architecture_shown.connect(shoot_architecture)
+        win.show_architecture()  # opens at once, or once the layers have loaded (a model started on OpenVINO)
+
+    def shoot_architecture(dialog) -> None:
         dialog.resize(1400, 900)
         QTimer.singleShot(800, lambda: (dialog.grab().save(str(out / "architecture_view.png")), dialog.close(),
                                         training()))

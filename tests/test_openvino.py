@@ -421,10 +421,12 @@ def test_architecture_view_of_a_model_started_without_tensorflow(qtbot, tmp_path
     with qtbot.waitSignal(win.model_changed, timeout=180_000):
         win.load_model(ds_model, runtime="openvino")
     assert win.model.keras_model is None and "TensorFlow not loaded" in win.model.runtime_note
-    assert win.show_architecture() is None  # not yet: the layers load off the GUI thread
-    qtbot.waitUntil(lambda: getattr(win, "_arch_dialog", None) is not None, timeout=120_000)
-    assert win._arch_dialog.grid.is_grid and win._arch_dialog.grid.total_params == win.model.n_params
-    win._arch_dialog.close()
+    with qtbot.waitSignal(win.architecture_shown, timeout=120_000) as shown:
+        assert win.show_architecture() is None  # not yet: the layers load off the GUI thread
+    dialog = shown.args[0]
+    assert dialog is win._arch_dialog and dialog.isVisible()
+    assert dialog.grid.is_grid and dialog.grid.total_params == win.model.n_params
+    dialog.close()
     win.close()
 
 

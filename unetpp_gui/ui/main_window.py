@@ -60,6 +60,7 @@ class MainWindow(QMainWindow):
     runtime_changed = Signal(str)  # "openvino" / "tensorflow": the runtime a deferred measurement kept
     slice_shown = Signal(object)  # Path of the slice now on screen with its prediction
     predictions_finished = Signal()
+    architecture_shown = Signal(object)  # the ArchitectureDialog, once open (at once, or after its layers loaded)
     message = Signal(str)  # every non-blocking message shown to the user
 
     def __init__(self, settings: QSettings | None = None, batch_size: int | None = None) -> None:
@@ -651,6 +652,7 @@ class MainWindow(QMainWindow):
         dialog.setModal(False)
         dialog.show()
         self._arch_dialog = dialog
+        self.architecture_shown.emit(dialog)
         return dialog
 
     def show_training(self) -> Any:
