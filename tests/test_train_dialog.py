@@ -56,6 +56,12 @@ def test_dialog_trains_then_viewer_uses_the_model(qtbot, small_data: Path, tmp_p
         dialog.start()
     assert done.args == ["done"], dialog.log.toPlainText()[-3000:]
     assert len(dialog.epoch_x) == 1 and len(dialog.dice_y) == 1 and dialog.batch_x  # curves got points
+    # validation Dice on its own 0..1 axis (right), whatever the loss's scale; the same epochs along x
+    assert dialog.curve_dice.getViewBox() is dialog.dice_view and dialog.plot.getAxis("right").isVisible()
+    low, high = dialog.dice_view.viewRange()[1]
+    assert -0.05 <= low <= 0.0 and 1.0 <= high <= 1.05
+    assert dialog.curve_dice.getData()[1].tolist() == dialog.dice_y
+    assert dialog.dice_view.viewRange()[0] == dialog.plot.getPlotItem().vb.viewRange()[0]
     assert out.is_file() and dialog.use_button.isEnabled() and "Best validation Dice" in dialog.summary.text()
     with qtbot.waitSignal(win.model_changed, timeout=WAIT):
         dialog.use_button.click()

@@ -195,8 +195,22 @@ class TrainDialog(QDialog):
         self.curve_loss = self.plot.plot([], [], pen=pg.mkPen("#1a73e8", width=2), symbol="o", symbolSize=5, name="loss")
         self.curve_val_loss = self.plot.plot([], [], pen=pg.mkPen("#e37400", width=2), symbol="o", symbolSize=5,
                                              name="val loss")
-        self.curve_dice = self.plot.plot([], [], pen=pg.mkPen("#188038", width=2), symbol="t", symbolSize=6,
-                                         name="val Dice")
+        # Dice (0..1) on a right-hand axis of its own: on the loss axis (a deep-supervised loss reaches 5-7) it
+        # was a flat line along the bottom
+        self.plot.setLabel("left", "loss")
+        self.plot.setLabel("right", "validation Dice")
+        self.dice_view = pg.ViewBox()
+        self.plot.scene().addItem(self.dice_view)
+        self.plot.getAxis("right").linkToView(self.dice_view)
+        self.dice_view.setXLink(self.plot.getPlotItem())
+        self.dice_view.setYRange(0.0, 1.0, padding=0.02)
+        self.dice_view.setMouseEnabled(x=False, y=False)
+        self.curve_dice = pg.PlotDataItem([], [], pen=pg.mkPen("#188038", width=2), symbol="t", symbolSize=6,
+                                          symbolBrush="#188038", name="val Dice")
+        self.dice_view.addItem(self.curve_dice)
+        self.plot.getPlotItem().legend.addItem(self.curve_dice, "val Dice")
+        main_view = self.plot.getPlotItem().vb
+        main_view.sigResized.connect(lambda vb: self.dice_view.setGeometry(vb.sceneBoundingRect()))
         self.batch_plot = pg.PlotWidget(title="Training loss per batch (smoothed)")
         self.batch_plot.setLabel("bottom", "step")
         self.curve_batch = self.batch_plot.plot([], [], pen=pg.mkPen("#1a73e8"))
