@@ -62,6 +62,11 @@ def test_dialog_trains_then_viewer_uses_the_model(qtbot, small_data: Path, tmp_p
     assert -0.05 <= low <= 0.0 and 1.0 <= high <= 1.05
     assert dialog.curve_dice.getData()[1].tolist() == dialog.dice_y
     assert dialog.dice_view.viewRange()[0] == dialog.plot.getPlotItem().vb.viewRange()[0]
+    # whole epochs only along x, in a short run as in a long one
+    axis = dialog.plot.getAxis("bottom")
+    for low, high in ((0.8, 4.2), (1.0, 75.0)):
+        values = [v for _spacing, vs in axis.tickValues(low, high, 500) for v in vs]
+        assert values and all(float(v).is_integer() for v in values), values
     assert out.is_file() and dialog.use_button.isEnabled() and "Best validation Dice" in dialog.summary.text()
     with qtbot.waitSignal(win.model_changed, timeout=WAIT):
         dialog.use_button.click()

@@ -28,6 +28,15 @@ from unetpp_gui.ui.training_process import TrainingProcess, cancel_file_for
 from unetpp_gui.ui.progress_bar import LazyProgressBar
 
 
+class EpochAxis(pg.AxisItem):
+    """A bottom axis that marks whole epochs only (pyqtgraph's own would mark 1.5, 2.5 ... in a short run)."""
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list:
+        levels = [(max(spacing, 1.0), [v for v in values if float(v).is_integer()])
+                  for spacing, values in super().tickValues(minVal, maxVal, size)]
+        return [(spacing, values) for spacing, values in levels if values]
+
+
 class TrainDialog(QDialog):
     use_model = Signal(str)  # path of the trained model
     finished_training = Signal(str)  # final status: done / cancelled / stopped_early / error / crashed
@@ -189,7 +198,8 @@ class TrainDialog(QDialog):
 
     def _progress_panel(self) -> QVBoxLayout:
         """Live curves (per epoch and per batch), progress, the run's summary and its log."""
-        self.plot = pg.PlotWidget(title="Loss and validation Dice per epoch")
+        self.plot = pg.PlotWidget(title="Loss and validation Dice per epoch",
+                                  axisItems={"bottom": EpochAxis("bottom")})
         self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(0, 0, 0, 170))  # top right, readable over curves
         self.plot.setLabel("bottom", "epoch")
         self.curve_loss = self.plot.plot([], [], pen=pg.mkPen("#1a73e8", width=2), symbol="o", symbolSize=5, name="loss")
