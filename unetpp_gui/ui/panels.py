@@ -6,10 +6,11 @@ from typing import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPointF, QTimer, Signal
+from PySide6.QtCore import QPointF, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from unetpp_gui.core.overlay import GT_COLOR, contour
+from unetpp_gui.ui.paint_gate import after_next_paint
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -35,29 +36,6 @@ class CountingImageItem(pg.ImageItem):
         if lo == hi:  # one value: pyqtgraph's two bins, the second empty
             return np.array([lo, lo + 1]), np.array([counts[lo], 0])
         return np.arange(lo, hi + 1), counts[lo:hi + 1]
-
-
-class _PaintGate(QObject):
-    """Calls back once after the next paint of ``widget`` has been done, or after ``fallback_ms``."""
-
-    def __init__(self, widget: QWidget, callback: Callable[[], None], fallback_ms: int) -> None:
-        super().__init__(widget)
-        self._widget, self._callback = widget, callback
-        widget.installEventFilter(self)
-        QTimer.singleShot(fallback_ms, self, self._fire)
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Paint:
-            QTimer.singleShot(0, self, self._fire)  # runs once this paint is done
-        return False
-
-    def _fire(self) -> None:
-        if self._callback is None:
-            return
-        callback, self._callback = self._callback, None
-        self._widget.removeEventFilter(self)
-        self.deleteLater()
-        callback()
 
 
 class ImagePanels(QWidget):
@@ -108,7 +86,7 @@ class ImagePanels(QWidget):
         where no paint comes, e.g. a window never shown): the window starts its first prediction job only
         after the panels' first paint, which costs 30-50 ms on 2 cores and, competing with a starting job,
         stalled the GUI for 50-60 ms."""
-        _PaintGate(self.glw.viewport(), callback, fallback_ms)
+        after_next_paint(self.glw.viewport(), callback, fallback_ms)
 
     def showEvent(self, event: object) -> None:
         """Shown again (the window's start page swapped for the panels): the graphics view missed the
