@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
-from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLineEdit, QPushButton, QSplitter,
     QTableView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
@@ -20,19 +19,16 @@ from unetpp_gui.core.postprocess import Derived
 from unetpp_gui.core.report import row_for, write_csv
 from unetpp_gui.core.store import SliceStore, Thresholds, slice_state
 from unetpp_gui.core.summary import SUMMARY_COLUMNS, summarize
-from unetpp_gui.ui.slice_list import STATE_COLORS
-
-_COLORS = {kind: QColor(color) for kind, color in STATE_COLORS.items()}
+from unetpp_gui.ui.slice_list import DISPLAY_ROLE, FOREGROUND_ROLE, STATE_QCOLORS, TOOLTIP_ROLE
 
 COLUMNS = ("File", "Patient / folder", "Area ratio", "Decision", "Max prob.", "Dice", "Error")
 #: Short headers for the summary table (its CSV keeps the full column names).
 SUMMARY_LABELS = {"tumour_slices": "tumour", "largest_tumour_slice": "largest slice",
                   "largest_tumour_pixels": "largest px", "total_tumour_pixels": "total px", "tumour_ml": "mL",
                   "mean_dice": "mean Dice", "slices_with_ground_truth": "with truth"}
-# Roles by their full enum names, once (see slice_list: a short name such as ``Qt.UserRole`` costs ~8 us a lookup)
-_DISPLAY, _KEY, _FOREGROUND, _TOOLTIP = (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.UserRole,
-                                         Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.ToolTipRole)
-_ROLES = frozenset((_DISPLAY, _KEY, _FOREGROUND, _TOOLTIP))
+# Full enum names, once (see slice_list: a short name such as ``Qt.UserRole`` costs ~8 us a lookup)
+_KEY = Qt.ItemDataRole.UserRole  # the sort key of a cell
+_ROLES = frozenset((DISPLAY_ROLE, _KEY, FOREGROUND_ROLE, TOOLTIP_ROLE))
 _HORIZONTAL, _DESCENDING = Qt.Orientation.Horizontal, Qt.SortOrder.DescendingOrder
 FILTERS = ("All slices", "Tumour only", "No tumour only", "Disagreements with ground truth", "Missed tumours",
            "False alarms", "Errors only", "Pending")
@@ -63,8 +59,8 @@ class ResultsTableModel(QAbstractTableModel):
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:
         return len(COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = _DISPLAY) -> Any:
-        if role == _DISPLAY and orientation == _HORIZONTAL:
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY_ROLE) -> Any:
+        if role == DISPLAY_ROLE and orientation == _HORIZONTAL:
             return COLUMNS[section]
         return None
 
@@ -72,21 +68,21 @@ class ResultsTableModel(QAbstractTableModel):
         self._sort = (column, order)
         self.reorder()
 
-    def data(self, index: QModelIndex, role: int = _DISPLAY) -> Any:
+    def data(self, index: QModelIndex, role: int = DISPLAY_ROLE) -> Any:
         if role not in _ROLES or not index.isValid() or index.row() >= len(self._order):
             return None
         path = self.store.paths[self._order[index.row()]]
         col = index.column()
-        if role == _DISPLAY:
+        if role == DISPLAY_ROLE:
             return self._text(path, col)
         if role == _KEY:
             return self._key(path, col)
-        if role == _FOREGROUND:
+        if role == FOREGROUND_ROLE:
             if col != 3:
                 return None
             state = self.state(self._order[index.row()])
-            return _COLORS.get(state)
-        if role == _TOOLTIP:
+            return STATE_QCOLORS.get(state)
+        if role == TOOLTIP_ROLE:
             return str(path)
         return None
 

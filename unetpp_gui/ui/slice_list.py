@@ -22,15 +22,16 @@ MARKERS = {"tumour": ("●", "#c5221f", "tumour"), "clear": ("●", "#188038", "
            "false_alarm": ("▲", "#e37400", "false alarm: ground truth has none"),
            "error": ("⚠", "#8d6e63", "error"), "pending": ("○", "#9aa0a6", "pending")}
 STATE_COLORS = {kind: color for kind, (_s, color, _t) in MARKERS.items()}
-# Roles by their full enum names, once: PySide6 finds a short name such as ``Qt.DisplayRole`` through a compatibility
-# lookup that costs ~8 us (AMD EPYC), and a view asks data() for about ten roles of every visible row at each paint
-# (half of a 10 ms list repaint went there)
-_DISPLAY, _FOREGROUND, _TOOLTIP = (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ForegroundRole,
-                                   Qt.ItemDataRole.ToolTipRole)
+#: Each state's colour, made once (the list's markers and the results table's decisions are drawn with it).
+STATE_QCOLORS = {kind: QColor(color) for kind, color in STATE_COLORS.items()}
+#: Roles by their full enum names, once, for this list and the results table: PySide6 finds a short name such as
+#: ``Qt.DisplayRole`` through a compatibility lookup that costs ~8 us (AMD EPYC), and a view asks data() for about
+#: ten roles of every visible row at each paint (half of a 10 ms list repaint went there).
+DISPLAY_ROLE, FOREGROUND_ROLE, TOOLTIP_ROLE = (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ForegroundRole,
+                                               Qt.ItemDataRole.ToolTipRole)
 PATH_ROLE = Qt.ItemDataRole.UserRole
 MARKER_ROLE = Qt.ItemDataRole.UserRole + 1
-_ROLES = frozenset((_DISPLAY, _FOREGROUND, _TOOLTIP, PATH_ROLE, MARKER_ROLE))
-_COLORS = {kind: QColor(color) for kind, color in STATE_COLORS.items()}
+_ROLES = frozenset((DISPLAY_ROLE, FOREGROUND_ROLE, TOOLTIP_ROLE, PATH_ROLE, MARKER_ROLE))
 
 
 def legend_html() -> str:
@@ -51,15 +52,15 @@ class SliceListModel(QAbstractListModel):
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else self._rows
 
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = _DISPLAY) -> Any:
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = DISPLAY_ROLE) -> Any:
         if role not in _ROLES or not index.isValid():  # the other roles a view asks for, at once
             return None
         path = self.store.paths[index.row()]
-        if role == _DISPLAY:
+        if role == DISPLAY_ROLE:
             return f"{MARKERS[self.kind_of(path)][0]} {path.name}"
-        if role == _FOREGROUND:
-            return _COLORS[self.kind_of(path)]
-        if role == _TOOLTIP:
+        if role == FOREGROUND_ROLE:
+            return STATE_QCOLORS[self.kind_of(path)]
+        if role == TOOLTIP_ROLE:
             res = self.store.compact.get(path)
             if res is not None and res.error:
                 return f"{path}\n{res.error}"
@@ -87,7 +88,7 @@ class SliceListModel(QAbstractListModel):
         if self._rows == 0:
             return
         first, last = (row, row) if row is not None else (0, self._rows - 1)
-        roles = [_DISPLAY, _FOREGROUND, _TOOLTIP, MARKER_ROLE]
+        roles = [DISPLAY_ROLE, FOREGROUND_ROLE, TOOLTIP_ROLE, MARKER_ROLE]
         self.dataChanged.emit(self.index(first), self.index(last), roles)
 
 
