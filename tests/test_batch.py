@@ -105,10 +105,20 @@ def test_batch_table_summary_filters_csv(qtbot, window: MainWindow, study: Path,
     window.controls.set_thresholds(0.05, 0.0)
     assert window.predicted_count == calls
     assert [s.row() for s in window.batch.summaries()] == engine_summary(0.05, 0.0)
-    assert window.batch.summary.item(window.batch.summary.rowCount() - 1, 0).text() == "ALL"
-    shown = [[window.batch.summary.item(r, c).text() for c in range(window.batch.summary.columnCount())]
-             for r in range(window.batch.summary.rowCount())]
-    assert shown == [[str(row[k]) for k in SUMMARY_COLUMNS] for row in engine_summary(0.05, 0.0)]  # every cell
+    table = window.batch.summary
+    shown = [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
+    engine = engine_summary(0.05, 0.0)
+    assert engine[-1]["patient"] == "ALL"  # the engine (and CSV) put the whole batch last; the table, first
+    assert shown == [[str(row[k]) for k in SUMMARY_COLUMNS] for row in engine[-1:] + engine[:-1]]  # every cell
+    assert table.item(0, 0).font().bold() and not table.item(1, 0).font().bold()
+    # clicking a patient's row shows its largest predicted tumour; the first row, the batch's
+    for r, row in enumerate(engine[-1:] + engine[:-1]):
+        window.show_path(paths[-1] if window.current != paths[-1] else paths[0])
+        table.scrollToItem(table.item(r, 0))
+        qtbot.mouseClick(table.viewport(), Qt.LeftButton, pos=table.visualItemRect(table.item(r, 1)).center())
+        patient = [p for p in paths if row["patient"] in ("ALL", patient_of(p))]
+        expected = row["largest_tumour_slice"] or patient[0].name  # no predicted tumour: the first slice
+        assert window.current.name == expected and window.current in patient, row["patient"]
     # ... and so do the table's cells: each decision and its colour, as the list's marker says
     model = window.batch.model
     for r in range(model.rowCount()):

@@ -26,6 +26,13 @@ class Summary:
     total_tumour_pixels: int = 0
     tumour_ml: float | None = None  # NIfTI studies: tumour pixels x voxel volume (None: no voxel size known)
     dice: list[float] = field(default_factory=list)
+    first_path: Path | None = None  # where a reviewer lands without a tumour slice (not a CSV column)
+    largest_tumour_path: Path | None = None
+
+    @property
+    def landing(self) -> Path | None:
+        """The slice to show for this summary: its largest predicted tumour, else its first slice."""
+        return self.largest_tumour_path or self.first_path
 
     @property
     def mean_dice(self) -> float | None:
@@ -59,6 +66,7 @@ def summarize(results: Iterable[SliceResult], patient_of: Callable[[Path], str],
         d = (derive(res) if derive else res.stats.derive(pixel_threshold, decision_threshold)) if ok else None
         for s in (group, total):
             s.slices += 1
+            s.first_path = s.first_path or res.path
             if d is None:
                 s.errors += 1
                 continue
@@ -70,6 +78,7 @@ def summarize(results: Iterable[SliceResult], patient_of: Callable[[Path], str],
                     s.tumour_ml = (s.tumour_ml or 0.0) + d.mask_pixels * ml
                 if d.mask_pixels > s.largest_tumour_pixels:
                     s.largest_tumour_pixels, s.largest_tumour_slice = d.mask_pixels, res.path.name
+                    s.largest_tumour_path = res.path
             if d.dice is not None:
                 s.dice.append(d.dice)
     return [groups[k] for k in sorted(groups)] + [total]

@@ -30,6 +30,8 @@ SUMMARY_LABELS = {"tumour_slices": "tumour", "largest_tumour_slice": "largest sl
 _KEY = Qt.ItemDataRole.UserRole  # the sort key of a cell
 _ROLES = frozenset((DISPLAY_ROLE, _KEY, FOREGROUND_ROLE, TOOLTIP_ROLE))
 _HORIZONTAL, _DESCENDING = Qt.Orientation.Horizontal, Qt.SortOrder.DescendingOrder
+SUMMARY_TIP = ("Click: show this patient's largest predicted tumour, or its first slice where none is predicted "
+               "(first row: the whole batch's)")
 FILTERS = ("All slices", "Tumour only", "No tumour only", "Disagreements with ground truth", "Missed tumours",
            "False alarms", "Errors only", "Pending")
 
@@ -261,9 +263,12 @@ class BatchView(QWidget):
         self.filter_mode.currentTextChanged.connect(self._refilter)
         self.filter_text.textChanged.connect(self._refilter)
         self.table.selectionModel().currentRowChanged.connect(self._on_current)
+        self.summary.cellClicked.connect(self._on_summary_clicked)
+        self.summary.cellActivated.connect(self._on_summary_clicked)
         csv_button.clicked.connect(self._export_csv_dialog)
         masks_button.clicked.connect(self._export_masks_dialog)
         self._summary_dirty = True
+        self._summary_targets: list[Path | None] = []
 
     # --- updates from the window ---
     def sync_rows(self) -> None:
@@ -300,19 +305,35 @@ class BatchView(QWidget):
                          derive=lambda res: self.model.derived(res.path), voxel_ml=self.store.voxel_ml)
 
     def refresh_summary(self, force: bool = False) -> None:
+        """Show the whole-batch row first, in bold (it stays in view however many patients follow), then one
+        row per patient; the CSV keeps the engine's order (patients, then 'ALL')."""
         if not (self._summary_dirty or force):
             return
-        rows = [s.row() for s in self.summaries()]
-        self.summary.setRowCount(len(rows))
-        for r, row in enumerate(rows):
+        summaries = self.summaries()
+        summaries = summaries[-1:] + summaries[:-1]
+        self._summary_targets = [s.landing for s in summaries]
+        self.summary.setRowCount(len(summaries))
+        for r, summary in enumerate(summaries):
+            row = summary.row()
             for c, key in enumerate(SUMMARY_COLUMNS):
                 text, item = str(row[key]), self.summary.item(r, c)
                 if item is None:
-                    self.summary.setItem(r, c, QTableWidgetItem(text))
+                    item = QTableWidgetItem(text)
+                    item.setToolTip(SUMMARY_TIP)
+                    if r == 0:  # row 0 is always the whole batch
+                        font = item.font()
+                        font.setBold(True)
+                        item.setFont(font)
+                    self.summary.setItem(r, c, item)
                 elif item.text() != text:  # most cells keep their text from one refresh to the next
                     item.setText(text)
         self.summary.resizeColumnsToContents()
         self._summary_dirty = False
+
+    def _on_summary_clicked(self, row: int, _column: int) -> None:
+        target = self._summary_targets[row] if 0 <= row < len(self._summary_targets) else None
+        if target is not None:
+            self.slice_selected.emit(target)
 
     # --- export ---
     def table_rows(self) -> list[dict[str, object]]:
