@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -447,7 +448,14 @@ def test_missed_tumour_and_false_alarm_are_named(qtbot, tmp_path: Path) -> None:
     _open_and_wait(qtbot, win, [folder])
     assert [win.marker(r) for r in range(5)] == ["tumour", "missed", "false_alarm", "clear", "tumour"]
     assert win.slice_list.list_model.data(win.slice_list.list_model.index(1), Qt.DisplayRole).startswith("✖")
-    assert "missed" in win.legend.text() and "false alarm" in win.legend.text()
+    legend = re.sub("<[^>]+>", "", win.legend.text()).replace("&nbsp;", " ")
+    assert "✖ missed" in legend and "▲ false alarm" in legend
+    assert "the ground truth has tumour, the model says none" in win.legend.toolTip()
+    tip = win.slice_list.list_model.data(win.slice_list.list_model.index(2), Qt.ToolTipRole)
+    assert tip.endswith("false alarm: the model says tumour, the ground truth has none")
+    # the legend wraps between entries only (it wrapped inside "missed: ground truth has tumour" before)
+    entries = win.legend.text().split(" &nbsp; ")
+    assert len(entries) == 6 and not any(" " in entry.split("</span>")[1] for entry in entries)
     table = win.batch.model
     win.batch.filter_mode.setCurrentText("Disagreements with ground truth")
     shown = [table.path_at(r).name for r in range(table.rowCount())]

@@ -36,7 +36,7 @@ from unetpp_gui.ui.panels import ImagePanels
 from unetpp_gui.ui.progress_bar import LazyProgressBar
 from unetpp_gui.core.model_io import MODEL_SUFFIXES
 from unetpp_gui.ui.empty_state import EmptyState, remember_folder
-from unetpp_gui.ui.slice_list import SliceList, legend_html
+from unetpp_gui.ui.slice_list import SliceList, legend_html, legend_tooltip
 from unetpp_gui import workers
 
 #: Longest stretch of one event-loop turn spent taking in prediction results (the rest waits for the next turn).
@@ -143,6 +143,7 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(self.slice_list, 1)
         self.legend = QLabel(legend_html())
         self.legend.setWordWrap(True)
+        self.legend.setToolTip(legend_tooltip())
         self.legend.setStyleSheet("font-size: 11px;")
         left_layout.addWidget(self.legend)
         self.empty = EmptyState(self)

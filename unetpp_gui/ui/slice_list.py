@@ -16,12 +16,13 @@ from PySide6.QtWidgets import QListView
 
 from unetpp_gui.core.store import SliceStore
 
-#: Marker, colour and legend text of each slice state (core.store.STATES).
-MARKERS = {"tumour": ("●", "#c5221f", "tumour"), "clear": ("●", "#188038", "no tumour"),
-           "missed": ("✖", "#8e24aa", "missed: ground truth has tumour"),
-           "false_alarm": ("▲", "#e37400", "false alarm: ground truth has none"),
-           "error": ("⚠", "#8d6e63", "error"), "pending": ("○", "#9aa0a6", "pending")}
-STATE_COLORS = {kind: color for kind, (_s, color, _t) in MARKERS.items()}
+#: Marker, colour, legend word and tooltip text of each slice state (core.store.STATES).
+MARKERS = {"tumour": ("●", "#c5221f", "tumour", "tumour"), "clear": ("●", "#188038", "no tumour", "no tumour"),
+           "missed": ("✖", "#8e24aa", "missed", "missed: the ground truth has tumour, the model says none"),
+           "false_alarm": ("▲", "#e37400", "false alarm", "false alarm: the model says tumour, the ground truth has none"),
+           "error": ("⚠", "#8d6e63", "error", "error: the slice could not be read or predicted"),
+           "pending": ("○", "#9aa0a6", "pending", "pending: not predicted yet")}
+STATE_COLORS = {kind: marker[1] for kind, marker in MARKERS.items()}
 #: Each state's colour, made once (the list's markers and the results table's decisions are drawn with it).
 STATE_QCOLORS = {kind: QColor(color) for kind, color in STATE_COLORS.items()}
 #: Roles by their full enum names, once, for this list and the results table: PySide6 finds a short name such as
@@ -35,9 +36,14 @@ _ROLES = frozenset((DISPLAY_ROLE, FOREGROUND_ROLE, TOOLTIP_ROLE, PATH_ROLE, MARK
 
 
 def legend_html() -> str:
-    """The markers' legend, for a label under the list."""
-    return " &nbsp; ".join(f"<span style='color:{color}'>{symbol}</span>&nbsp;{text}"
-                           for symbol, color, text in MARKERS.values())
+    """The markers' legend, for a label under the list: a line breaks between entries, never inside one."""
+    return " &nbsp; ".join(f"<span style='color:{color}'>{symbol}</span>&nbsp;{word.replace(' ', '&nbsp;')}"
+                           for symbol, color, word, _tip in MARKERS.values())
+
+
+def legend_tooltip() -> str:
+    """Each marker's meaning in a sentence, one per line."""
+    return "\n".join(f"{symbol} {tip}" for symbol, _color, _word, tip in MARKERS.values())
 
 
 class SliceListModel(QAbstractListModel):
@@ -64,7 +70,7 @@ class SliceListModel(QAbstractListModel):
             res = self.store.compact.get(path)
             if res is not None and res.error:
                 return f"{path}\n{res.error}"
-            return f"{path}\n{MARKERS[self.kind_of(path)][2]}" + (f"\n⚠ {res.warning}" if res and res.warning else "")
+            return f"{path}\n{MARKERS[self.kind_of(path)][3]}" + (f"\n⚠ {res.warning}" if res and res.warning else "")
         if role == PATH_ROLE:
             return str(path)
         if role == MARKER_ROLE:
