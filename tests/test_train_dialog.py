@@ -52,6 +52,8 @@ def test_dialog_trains_then_viewer_uses_the_model(qtbot, small_data: Path, tmp_p
     assert dialog.preview.count() >= 1  # pairing preview thumbnails
     out = tmp_path / "models" / "retrained.h5"
     _configure(dialog, out, epochs=1)
+    dialog.context.setValue(1)  # a 2.5-D network with a weight average, as the cross-validated recipe
+    dialog.ema.setChecked(True)
     with qtbot.waitSignal(dialog.finished_training, timeout=WAIT) as done:
         dialog.start()
     assert done.args == ["done"], dialog.log.toPlainText()[-3000:]
@@ -72,6 +74,8 @@ def test_dialog_trains_then_viewer_uses_the_model(qtbot, small_data: Path, tmp_p
         dialog.use_button.click()
     assert win.model.path == out and win.model.input_hw == (64, 64)
     assert win.model.normalization is not None  # the dialog's default: fitted and stored in the model
+    assert win.model.context.slices == 1 and win.model.channels == 5  # the FLAIR of one neighbour each side
+    assert win.model.metadata.training["config"]["ema"] == 0.995
 
 
 @pytest.mark.lgg
@@ -142,10 +146,20 @@ def test_defaults_are_the_bundled_recipe_and_enter_presses_no_button(qtbot) -> N
     args = dialog.arguments()
     assert args[args.index("--lr-schedule") + 1] == "cosine" and args[args.index("--empty-fraction") + 1] == "0.3"
     assert Path(dialog.out_edit.text()).parent.name == "models" and str(Path.home()) in dialog.out_edit.text()
-    assert "--crop-size" not in args  # whole slices unless asked
+    assert not {"--crop-size", "--context-slices", "--ema"} & set(args)  # whole 2-D slices, no average, unless asked
     dialog.crop.setValue(128)
+    dialog.context.setValue(2)
+    dialog.ema.setChecked(True)
     args = dialog.arguments()
-    assert args[args.index("--crop-size") + 1] == "128"
+    assert args[args.index("--crop-size") + 1] == "128" and args[args.index("--context-slices") + 1] == "2"
+    assert args[args.index("--ema") + 1] == "0.995"
+    tuned = TrainDialog(current_model=str(bundled_model_path()))  # fine-tuning keeps the current model's input
+    qtbot.addWidget(tuned)
+    tuned.context.setValue(1)
+    tuned.finetune.setChecked(True)
+    assert not tuned.context.isEnabled() and "--context-slices" not in tuned.arguments()
+    tuned.finetune.setChecked(False)
+    assert tuned.context.isEnabled() and "--context-slices" in tuned.arguments()
 
 
 def test_scan_reports_progress_and_can_be_stopped(qtbot, tmp_path: Path) -> None:

@@ -156,6 +156,13 @@ class TrainDialog(QDialog):
         self.crop = self._spin(0, 512, 0, "Train on random square crops of this size (0 = whole slices): a 128 crop "
                                "of a 256 slice costs about a quarter of the time; validation uses whole slices.",
                                step=16)
+        self.context = self._spin(0, 3, 0, "2.5-D input: also read the FLAIR of this many slices before and after "
+                                  "each slice of a patient folder as extra channels (0 = each slice alone). The "
+                                  "model stores it and reads the neighbours from the slice's folder when it "
+                                  "predicts; fine-tuning keeps the current model's input.")
+        self.ema = QCheckBox("Average the weights over the last steps (EMA, momentum 0.995)")
+        self.ema.setToolTip("Validation and the saved model use an exponential moving average of the weights: "
+                            "steadier from epoch to epoch (the cross-validated U-Net recipe uses it).")
         self.max_slices = self._spin(0, 100000, 0, "Use at most this many slices per split (0 = all): for a quick trial.")
         self.out_edit = QLineEdit(str(default_output()))
         out_browse = QPushButton("…")
@@ -163,6 +170,7 @@ class TrainDialog(QDialog):
         out_row = QHBoxLayout()
         out_row.addWidget(self.out_edit, 1)
         out_row.addWidget(out_browse)
+        self.finetune.toggled.connect(lambda on: self.context.setEnabled(not on))  # the source's input wins
         form = QFormLayout()
         for label, w in (("Architecture", self.arch), ("Base filters", self.filters), ("Input size", self.size),
                          ("", self.deep), ("Epochs", self.epochs), ("Batch size", self.batch),
@@ -170,7 +178,9 @@ class TrainDialog(QDialog):
                          ("Tumour-free slices per epoch", self.empty_fraction),
                          ("Validation share of patients", self.val_fraction), ("Loss", self.loss),
                          ("Crop size (0 = whole slices)", self.crop),
-                         ("", self.augment), ("", self.normalize), ("", self.mixed), ("", self.finetune),
+                         ("Neighbouring slices each side", self.context),
+                         ("", self.augment), ("", self.ema), ("", self.normalize), ("", self.mixed),
+                         ("", self.finetune),
                          ("Max slices (quick trial)", self.max_slices)):
             form.addRow(label, w)
         form.addRow("Output model", out_row)
@@ -349,6 +359,10 @@ class TrainDialog(QDialog):
             args += ["--init-from", str(self.current_model)]
         if self.crop.value():
             args += ["--crop-size", str(self.crop.value())]
+        if self.context.value() and not finetune:
+            args += ["--context-slices", str(self.context.value())]
+        if self.ema.isChecked():
+            args += ["--ema", "0.995"]
         if self.max_slices.value():
             args += ["--max-slices", str(self.max_slices.value())]
         return args
