@@ -44,9 +44,9 @@ def main() -> int:
 
     def training() -> None:
         dialog = win.show_training()
-        dialog.resize(1300, 900)
+        dialog.resize(1300, 980)  # all settings in view, no scroll bar
         dialog.filters.setValue(8)
-        dialog.size.setValue(128)
+        dialog.image_size.setValue(128)
         dialog.epochs.setValue(4)
         dialog.max_slices.setValue(240)
         dialog.loss.setCurrentText("bce_dice")

@@ -28,7 +28,7 @@ def small_data(tmp_path: Path, lgg: Path) -> Path:
 
 def _configure(dialog: TrainDialog, out: Path, epochs: int) -> None:
     dialog.filters.setValue(4)
-    dialog.size.setValue(64)
+    dialog.image_size.setValue(64)
     dialog.epochs.setValue(epochs)
     dialog.batch.setValue(4)
     dialog.val_fraction.setValue(0.5)
@@ -136,6 +136,10 @@ def test_defaults_are_the_bundled_recipe_and_enter_presses_no_button(qtbot) -> N
     dialog = TrainDialog()
     qtbot.addWidget(dialog)
     assert not any(b.autoDefault() or b.isDefault() for b in dialog.findChildren(QPushButton))
+    # fits a 1366x768 screen (it needed 802 px before any thumbnail): data and settings scroll, Start stays in view
+    assert dialog.minimumSizeHint().height() <= 600
+    assert dialog.form_scroll.widget().isAncestorOf(dialog.out_edit)
+    assert not dialog.form_scroll.isAncestorOf(dialog.start_button)
     config = read_metadata(bundled_model_path()).training["config"]
     recipe = {"deep_supervision": True, "loss": "bce_dice", "lr_schedule": "cosine"}
     assert {k: config[k] for k in recipe} == recipe  # the bundled model's own recipe (every stage)

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QProcess, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QProcess, Qt, Signal
+from PySide6.QtGui import QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-    QLineEdit, QPlainTextEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
+    QLabel, QLineEdit, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox, QStyle, QVBoxLayout, QWidget,
 )
 
 from training.train import last_path_for
@@ -35,6 +35,15 @@ class EpochAxis(pg.AxisItem):
         levels = [(max(spacing, 1.0), [v for v in values if float(v).is_integer()])
                   for spacing, values in super().tickValues(minVal, maxVal, size)]
         return [(spacing, values) for spacing, values in levels if values]
+
+
+def dialog_size() -> tuple[int, int]:
+    """1100 x 900, or 92 % of the screen's free area where that is smaller."""
+    screen = QGuiApplication.primaryScreen()
+    if screen is None:
+        return 1100, 900
+    area = screen.availableGeometry()
+    return min(1100, int(area.width() * 0.92)), min(900, int(area.height() * 0.92))
 
 
 class TrainDialog(QDialog):
@@ -57,13 +66,26 @@ class TrainDialog(QDialog):
         for button in self.findChildren(QPushButton):  # Enter in a field must not press Browse (or Start)
             button.setAutoDefault(False)
             button.setDefault(False)
-        self.resize(1100, 760)
+        self.resize(*dialog_size())
 
     # ----- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
+        """Data and settings scroll above the run buttons, so the dialog fits a 1366x768 screen (they need about
+        940 px of height once thumbnails show) and Start stays in view."""
+        form = QWidget()
+        form_layout = QVBoxLayout(form)
+        form_layout.setContentsMargins(0, 0, 0, 0)
+        form_layout.addWidget(self._data_box())
+        form_layout.addWidget(self._settings_box())
+        self.form_scroll = QScrollArea()
+        self.form_scroll.setWidget(form)
+        self.form_scroll.setWidgetResizable(True)
+        self.form_scroll.setFrameShape(QFrame.NoFrame)
+        self.form_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        bar = self.form_scroll.style().pixelMetric(QStyle.PM_ScrollBarExtent)
+        self.form_scroll.setMinimumWidth(form.minimumSizeHint().width() + bar)
         left = QVBoxLayout()
-        left.addWidget(self._data_box())
-        left.addWidget(self._settings_box())
+        left.addWidget(self.form_scroll, 1)
         left.addLayout(self._run_buttons())
         top = QHBoxLayout(self)
         top.addLayout(left, 1)
@@ -111,7 +133,7 @@ class TrainDialog(QDialog):
         self.arch.addItems(list(ARCHITECTURES))
         self.arch.setToolTip("UNet++ (nested dense skips) or the plain U-Net on the same blocks")
         self.filters = self._spin(4, 64, 16, "Filters at the top level; doubles per level. 16 suits a CPU.")
-        self.size = self._spin(32, 512, 256, "Slices are resized to this square size.", step=16)
+        self.image_size = self._spin(32, 512, 256, "Slices are resized to this square size.", step=16)
         self.deep = QCheckBox("Deep supervision (heads on X_0_1..X_0_4; allows pruned inference)")
         self.deep.setChecked(True)  # the defaults are the bundled model's recipe (its MODEL_CARD.md)
         self.epochs = self._spin(1, 500, 16, "Passes over the training data.")
@@ -172,7 +194,7 @@ class TrainDialog(QDialog):
         out_row.addWidget(out_browse)
         self.finetune.toggled.connect(lambda on: self.context.setEnabled(not on))  # the source's input wins
         form = QFormLayout()
-        for label, w in (("Architecture", self.arch), ("Base filters", self.filters), ("Input size", self.size),
+        for label, w in (("Architecture", self.arch), ("Base filters", self.filters), ("Input size", self.image_size),
                          ("", self.deep), ("Epochs", self.epochs), ("Batch size", self.batch),
                          ("Learning rate", self.lr), ("Schedule", self.schedule),
                          ("Tumour-free slices per epoch", self.empty_fraction),
@@ -340,7 +362,7 @@ class TrainDialog(QDialog):
         if resume:
             return args + ["--resume", str(last_path_for(Path(out))), "--epochs", str(self.epochs.value())]
         args += ["--architecture", self.arch.currentText(), "--base-filters", str(self.filters.value()),
-                 "--image-size", str(self.size.value()), "--epochs", str(self.epochs.value()),
+                 "--image-size", str(self.image_size.value()), "--epochs", str(self.epochs.value()),
                  "--batch-size", str(self.batch.value()), "--learning-rate", str(self.lr.value()),
                  "--val-fraction", str(self.val_fraction.value()), "--loss", self.loss.currentText(),
                  "--lr-schedule", self.schedule.currentText(), "--empty-fraction", str(self.empty_fraction.value())]
