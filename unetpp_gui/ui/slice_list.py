@@ -19,7 +19,8 @@ from unetpp_gui.core.store import SliceStore
 #: Marker, colour, legend word and tooltip text of each slice state (core.store.STATES).
 MARKERS = {"tumour": ("●", "#c5221f", "tumour", "tumour"), "clear": ("●", "#188038", "no tumour", "no tumour"),
            "missed": ("✖", "#8e24aa", "missed", "missed: the ground truth has tumour, the model says none"),
-           "false_alarm": ("▲", "#e37400", "false alarm", "false alarm: the model says tumour, the ground truth has none"),
+           "false_alarm": ("▲", "#e37400", "false alarm",
+                           "false alarm: the model says tumour, the ground truth has none"),
            "error": ("⚠", "#8d6e63", "error", "error: the slice could not be read or predicted"),
            "pending": ("○", "#9aa0a6", "pending", "pending: not predicted yet")}
 STATE_COLORS = {kind: marker[1] for kind, marker in MARKERS.items()}
