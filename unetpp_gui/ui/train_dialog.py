@@ -77,6 +77,7 @@ class TrainDialog(QDialog):
         form_layout.setContentsMargins(0, 0, 0, 0)
         form_layout.addWidget(self._data_box())
         form_layout.addWidget(self._settings_box())
+        form_layout.addStretch(1)  # a tall dialog leaves the space below the boxes, not between their rows
         self.form_scroll = QScrollArea()
         self.form_scroll.setWidget(form)
         self.form_scroll.setWidgetResizable(True)
