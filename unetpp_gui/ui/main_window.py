@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QGuiApplication
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication, QDockWidget, QFrame, QLabel, QMainWindow, QMessageBox,
     QPushButton, QScrollArea, QSplitter, QStackedWidget, QStyle, QVBoxLayout, QWidget,
@@ -36,6 +36,7 @@ from unetpp_gui.ui.panels import ImagePanels
 from unetpp_gui.ui.progress_bar import LazyProgressBar
 from unetpp_gui.core.model_io import MODEL_SUFFIXES
 from unetpp_gui.ui.empty_state import EmptyState, remember_folder
+from unetpp_gui.ui.screen import screen_share
 from unetpp_gui.ui.slice_list import SliceList, legend_html, legend_tooltip
 from unetpp_gui import workers
 
@@ -48,11 +49,8 @@ NEXT_TURN_MS = 1
 
 def default_size() -> tuple[int, int]:
     """A first window that fits the screen (92 % of its free area), so the panels get most of it."""
-    screen = QGuiApplication.primaryScreen()
-    if screen is None:
-        return 1500, 960
-    area = screen.availableGeometry()
-    return max(900, int(area.width() * 0.92)), max(600, int(area.height() * 0.92))
+    share = screen_share()
+    return (1500, 960) if share is None else (max(900, share[0]), max(600, share[1]))
 
 
 class MainWindow(QMainWindow):

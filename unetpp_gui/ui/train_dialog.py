@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QProcess, Qt, Signal
-from PySide6.QtGui import QGuiApplication, QImage, QPixmap
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
     QLabel, QLineEdit, QPlainTextEdit, QPushButton, QScrollArea, QSpinBox, QStyle, QVBoxLayout, QWidget,
@@ -26,6 +26,7 @@ from unetpp_gui import workers
 from unetpp_gui.core.model_io import cpu_supports_bf16
 from unetpp_gui.ui.training_process import TrainingProcess, cancel_file_for
 from unetpp_gui.ui.progress_bar import LazyProgressBar
+from unetpp_gui.ui.screen import screen_share
 
 
 class EpochAxis(pg.AxisItem):
@@ -39,11 +40,8 @@ class EpochAxis(pg.AxisItem):
 
 def dialog_size() -> tuple[int, int]:
     """1100 x 900, or 92 % of the screen's free area where that is smaller."""
-    screen = QGuiApplication.primaryScreen()
-    if screen is None:
-        return 1100, 900
-    area = screen.availableGeometry()
-    return min(1100, int(area.width() * 0.92)), min(900, int(area.height() * 0.92))
+    share = screen_share()
+    return (1100, 900) if share is None else (min(1100, share[0]), min(900, share[1]))
 
 
 class TrainDialog(QDialog):
