@@ -169,7 +169,8 @@ def load_model_worker(path: str | Path, trust: bool = False, prune_level: int | 
         known = cached_batch_size(model)
         if known is not None:
             model.batch_size_choice, model.batch_size_note = known[0], describe(known[0], known[1], True)
-    settle_heap()
+    # no garbage collection here: a worker must not finalise Qt objects (the window settles the heap once the
+    # load has ended: ui/collector.py)
     return model
 
 
@@ -198,20 +199,6 @@ def prepare_openvino_worker(model: Any, idle: Callable[[], bool], stop: threadin
     while not stop.is_set() and not idle() and time.monotonic() < deadline:
         time.sleep(0.1)
     return None if stop.is_set() else finish_openvino(model, failed)
-
-
-def settle_heap() -> None:
-    """Freeze the objects alive now (the framework's and the model's) so that later full collections skip
-    them: a full collection holds the interpreter lock, and over TensorFlow's objects one took 247 ms of the
-    GUI thread in the middle of a batch (bench_gui's stall tracer). The first model only freezes: collecting
-    first took 41-57 ms of the GUI thread on a slow CPU, for little more than imports' garbage. A later model
-    unfreezes, so that the replaced model's objects are collected, once, here while it loads."""
-    import gc
-
-    if gc.get_freeze_count():
-        gc.unfreeze()
-        gc.collect()
-    gc.freeze()
 
 
 @job

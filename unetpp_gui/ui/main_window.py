@@ -28,7 +28,7 @@ from unetpp_gui.core.postprocess import binarize
 from unetpp_gui.core.review import (JobProgress, ThresholdModel, prediction_order, remembered_thresholds,
                                     thresholds_to_remember)
 from unetpp_gui.core.store import SliceStore, Thresholds
-from unetpp_gui.ui import menus
+from unetpp_gui.ui import collector, menus
 from unetpp_gui.ui.batch_view import BatchView
 from unetpp_gui.ui.controls import Controls, ResultsPanel
 from unetpp_gui.ui.paint_gate import after_next_paint
@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None, batch_size: int | None = None) -> None:
         super().__init__()
         workers.favour_gui_thread()  # workers hand the interpreter lock back to this thread sooner
+        collector.attach()  # garbage is collected on this thread only while the window is open
         self.setWindowTitle("UNet++ Viewer — research use only")
         self.settings = settings or QSettings("UNetPPViewer", "UNetPP Viewer")
         self.batch_size = batch_size  # None: the model's measured best (workers.load_model_worker)
@@ -84,6 +85,9 @@ class MainWindow(QMainWindow):
         self._jobs_alive: list[Any] = []  # keep workers referenced until they finish
         self._closed = False  # worker signals can arrive after the window is gone
         self._preparing: threading.Event | None = None  # set it to stop the background preparation of OpenVINO
+        #: the jobs that may still hold a replaced model; once they ended, the heap is settled (collector.settle)
+        self._settle_wait: set[int] | None = None
+        self._settle_replaced = False
         self._jump_when_done = False
         self._build_central()
         self.batch = BatchView(self.store, self.thresholds())
@@ -195,6 +199,8 @@ class MainWindow(QMainWindow):
 
             runtime = str(self.settings.value("inference/runtime", default_runtime()))
         worker = workers.load_model_worker(path, trust, prune_level, tta, precision, runtime)
+        collector.hold_full()  # a full collection would walk the framework's objects while they are made
+        worker.finished.connect(collector.release_full)
         worker.returned.connect(self._on_model_loaded)
         worker.errored.connect(self._on_model_error)
         self._track(worker)
@@ -209,6 +215,9 @@ class MainWindow(QMainWindow):
             self._preparing.set()  # an earlier model's preparation of OpenVINO is of no use now
         old = self.model
         self.model = model
+        # the heap is settled once every job running now (this load's, a replaced model's) has ended
+        self._settle_wait = (self._settle_wait or set()) | {id(w) for w in self._jobs_alive}
+        self._settle_replaced = self._settle_replaced or old is not None
         meta = model.metadata
         self._show_model()
         self.controls.set_thresholds(*remembered_thresholds(self.settings.value(f"thresholds/{model.name}"),
@@ -712,6 +721,11 @@ class MainWindow(QMainWindow):
                     gen.close()
                 except Exception:
                     pass
+        if self._settle_wait is not None:
+            self._settle_wait.discard(key)
+            if not self._settle_wait and not self._closed:
+                collector.settle(self._settle_replaced)
+                self._settle_wait, self._settle_replaced = None, False
 
     def busy(self) -> bool:
         return bool(self._jobs_alive)
@@ -781,6 +795,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: Any) -> None:
         self.save_settings()
         self.stop_work()
+        if not self._closed:
+            collector.detach()
         self._closed = True
         self._summary_timer.stop()
         super().closeEvent(event)
