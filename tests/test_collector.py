@@ -115,6 +115,7 @@ def test_a_model_switch_collects_only_on_the_gui_thread_and_the_replaced_model_g
     froze the replaced model for good: it was still the window's model then."""
     from PySide6.QtCore import QSettings
 
+    from unetpp_gui.ui import collector
     from unetpp_gui.ui.main_window import MainWindow
 
     folder = phantom_patients(tmp_path / "study", ["P1"], n=6)
@@ -127,11 +128,16 @@ def test_a_model_switch_collects_only_on_the_gui_thread_and_the_replaced_model_g
             win.load_model(tiny_model_path)
         with qtbot.waitSignal(win.predictions_finished, timeout=120_000):
             win.open_paths([folder])
-        first = weakref.ref(win.model)
+        first = weakref.ref(win.model.keras_model)  # a Keras model lives in reference cycles
+        batch_running_when_collected: list[bool] = []
+        weakref.finalize(win.model.keras_model, lambda: batch_running_when_collected.append(win._job is not None))
         with qtbot.waitSignal(win.model_changed, timeout=120_000):
             win.load_model(tiny_model_path)
+        assert win._job is not None  # the slices are predicted again with the new model
         qtbot.waitUntil(lambda: not win.busy(), timeout=120_000)
         assert first() is None  # collected once its jobs ended, not frozen with the rest
+        assert batch_running_when_collected == [False]  # that collection's pause came after the batch
+        assert not collector._holds  # full collections wait no more
         assert gc.get_freeze_count() > 0
         assert seen and {name for name, _ in seen} == {threading.main_thread().name}, sorted(set(seen))
         assert 2 in [g for _, g in seen]  # the settling collection

@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         #: the jobs that may still hold a replaced model; once they ended, the heap is settled (collector.settle)
         self._settle_wait: set[int] | None = None
         self._settle_replaced = False
+        self._holding_full = False  # full garbage collections wait from a model load until the heap is settled
         self._jump_when_done = False
         self._build_central()
         self.batch = BatchView(self.store, self.thresholds())
@@ -199,8 +200,9 @@ class MainWindow(QMainWindow):
 
             runtime = str(self.settings.value("inference/runtime", default_runtime()))
         worker = workers.load_model_worker(path, trust, prune_level, tta, precision, runtime)
-        collector.hold_full()  # a full collection would walk the framework's objects while they are made
-        worker.finished.connect(collector.release_full)
+        if not self._holding_full:  # a full collection would walk the framework's objects while they are made
+            collector.hold_full()
+            self._holding_full = True
         worker.returned.connect(self._on_model_loaded)
         worker.errored.connect(self._on_model_error)
         self._track(worker)
@@ -278,6 +280,8 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._loading_model = None
+        if self._settle_wait is None:
+            self._release_full()
         msg = str(exc)
         keep = f" The model {self.model.name} stays active." if self.model is not None else ""
         self.empty.set_model_state(f"Model not loaded: {msg}{keep}")
@@ -491,6 +495,7 @@ class MainWindow(QMainWindow):
             return
         self._render_if_due()  # the shown slice's result is drawn before the job is reported finished
         self._job = None
+        self._settle_heap_when_due()
         self.progress.hide()
         self.progress_text.hide()
         self.cancel_button.hide()
@@ -723,9 +728,24 @@ class MainWindow(QMainWindow):
                     pass
         if self._settle_wait is not None:
             self._settle_wait.discard(key)
-            if not self._settle_wait and not self._closed:
-                collector.settle(self._settle_replaced)
-                self._settle_wait, self._settle_replaced = None, False
+        self._settle_heap_when_due()
+
+    def _settle_heap_when_due(self) -> None:
+        """Once a model has loaded and every job that ran then has ended: freeze the heap (collector.settle).
+        After a model switch, whose collection holds this thread 15-310 ms, not before the batch running now
+        has ended too."""
+        if self._closed or self._settle_wait is None or self._settle_wait:
+            return
+        if self._settle_replaced and self._job is not None:
+            return
+        collector.settle(self._settle_replaced)
+        self._settle_wait, self._settle_replaced = None, False
+        self._release_full()
+
+    def _release_full(self) -> None:
+        if self._holding_full:
+            collector.release_full()
+            self._holding_full = False
 
     def busy(self) -> bool:
         return bool(self._jobs_alive)
@@ -796,6 +816,7 @@ class MainWindow(QMainWindow):
         self.save_settings()
         self.stop_work()
         if not self._closed:
+            self._release_full()
             collector.detach()
         self._closed = True
         self._summary_timer.stop()
