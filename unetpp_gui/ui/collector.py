@@ -8,7 +8,7 @@ a window is open, automatic collection is off and a timer on the GUI thread coll
 thresholds (pyqtgraph's ``GarbageCollector`` does the same; it has no way to hold back full collections while a
 model loads, nor to give automatic collection back when the last window closes, which is why it is not used).
 
-Full collections walk every object that is not frozen; TensorFlow's are hundreds of thousands (207 ms on the
+Full collections walk every object that is not frozen; TensorFlow's are hundreds of thousands (208-314 ms on the
 AVX2-only EPYC). So while a model loads, full collections wait, and once it has loaded :func:`settle` freezes
 what is alive then (``gc.freeze``), on the GUI thread, after the jobs that still held a replaced model ended.
 """
