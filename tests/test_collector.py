@@ -9,6 +9,7 @@ import sys
 import threading
 import weakref
 from pathlib import Path
+from typing import Callable
 
 from conftest import phantom_patients
 
@@ -20,7 +21,7 @@ class _Node:
         self.me = self
 
 
-def _record_collections() -> tuple[list[tuple[str, int]], callable]:
+def _record_collections() -> tuple[list[tuple[str, int]], Callable[[str, dict], None]]:
     """(thread name, generation) of every collection from now on; the callback, to remove it later."""
     seen: list[tuple[str, int]] = []
 

@@ -732,7 +732,7 @@ class MainWindow(QMainWindow):
 
     def _settle_heap_when_due(self) -> None:
         """Once a model has loaded and every job that ran then has ended: freeze the heap (collector.settle).
-        After a model switch, whose collection holds this thread 15-310 ms, not before the batch running now
+        After a model switch, whose collection holds this thread 15-314 ms, not before the batch running now
         has ended too."""
         if self._closed or self._settle_wait is None or self._settle_wait:
             return
