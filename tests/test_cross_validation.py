@@ -160,10 +160,24 @@ def test_two_networks_maps_average_into_one_map_file(tmp_path: Path) -> None:
     assert model == "avg(a.npz,b.npz)" and [it.path.name for it in items] == ["a.png", "b.png", "c.png"]
     assert np.array_equal(np.stack([it.prob_q for it in items]), expected) and (expected > 0).any()
     assert np.array_equal(np.stack([it.gt for it in items]), gt)
-    other = maps("c.npz", b.copy(), ("a.png", "b.png", "d.png"))
-    run = subprocess.run([sys.executable, script, str(first), str(other), str(tmp_path / "bad.npz")],
+    c = rng.integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    third = maps("c.npz", c.copy())
+    run = subprocess.run([sys.executable, script, str(first), str(second), str(third), str(tmp_path / "avg3.npz")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    with np.load(first) as fa, np.load(second) as fb, np.load(third) as fc:
+        expected3 = np.rint((fa["prob"].astype(float) + fb["prob"] + fc["prob"]) / 3).astype(np.uint8)
+    expected3[expected3 <= floor] = 0
+    items, model = load_maps(tmp_path / "avg3.npz")
+    assert model == "avg(a.npz,b.npz,c.npz)"
+    assert np.array_equal(np.stack([it.prob_q for it in items]), expected3) and not np.array_equal(expected3, expected)
+    other = maps("d.npz", b.copy(), ("a.png", "b.png", "d.png"))
+    run = subprocess.run([sys.executable, script, str(first), str(second), str(other), str(tmp_path / "bad.npz")],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "not the same slices" in run.stderr and not (tmp_path / "bad.npz").exists()
+    run = subprocess.run([sys.executable, script, str(first), str(tmp_path / "one.npz")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "at least two" in run.stderr and not (tmp_path / "one.npz").exists()
 
 
 @pytest.mark.slow
