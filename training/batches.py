@@ -64,13 +64,14 @@ class SliceBatches(keras.utils.PyDataset):
     def __init__(self, arrays: ArraySet, batch_size: int, n_outputs: int = 1, training: bool = True,
                  augment: bool = True, oversample: int = 1, seed: int = 0, empty_fraction: float = 1.0,
                  crop_size: int = 0, crop_tumour: float = 0.5, steps: int | None = None,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, missing_sequence: float = 0.0) -> None:
         workers = workers if workers is not None else min(4, os.cpu_count() or 1)
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=2 * workers)
         self.arrays, self.batch_size, self.n_outputs = arrays, batch_size, n_outputs
         self.training, self.augment, self.seed = training, augment, seed
         self.oversample, self.empty_fraction, self.crop_tumour = oversample, empty_fraction, crop_tumour
         self.crop_size = crop_size if training and 0 < crop_size < min(arrays.images.shape[1:3]) else 0
+        self.missing_sequence = missing_sequence if training and augment else 0.0
         self.epoch = 0
         self.order = self._order()
         full = math.ceil(len(self.order) / batch_size)
@@ -94,7 +95,7 @@ class SliceBatches(keras.utils.PyDataset):
         order = self.order
         rng = np.random.default_rng((self.seed, self.epoch, index, 1))
         idx = order[index * self.batch_size:(index + 1) * self.batch_size]
-        pairs = list(sample_slices(self.arrays, idx, self.crop_size, self.crop_tumour, rng))
+        pairs = list(sample_slices(self.arrays, idx, self.crop_size, self.crop_tumour, rng, self.missing_sequence))
         x = np.stack([p[0] for p in pairs])
         y = np.stack([p[1] for p in pairs])
         soft = self.arrays.soft

@@ -48,6 +48,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "validation and the saved model use whole slices")
     p.add_argument("--crop-tumour", type=float, default=0.5,
                    help="share of crops centred near a tumour pixel (on tumour slices)")
+    p.add_argument("--missing-sequence", type=float, default=0.0,
+                   help="share of training images given a missing sequence as the LGG slices have them: FLAIR "
+                        "copied into the pre-contrast channel, the post-contrast one or both (augmentation; 0 = off)")
     p.add_argument("--context-slices", type=int, default=0,
                    help="2.5-D input: also read one channel (--context-channel) of the N slices before and after "
                         "each slice in its patient's stack (0 = each slice alone); stored in the model, the engine "

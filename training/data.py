@@ -47,6 +47,9 @@ ROTATION = 0.04  # of a full turn: about +/- 15 degrees
 ZOOM = 0.1  # scale 0.9 .. 1.1
 GAIN = (0.9, 1.1)  # image intensity x gain + bias, then clipped to [0, 1]
 BIAS = (-0.05, 0.05)
+FLAIR = 1  # the LGG slices' channels: pre-contrast, FLAIR, post-contrast
+#: the missing-sequence patterns drawn with equal odds: which of the other two channels FLAIR stands in for
+MISSING_PATTERNS = ((0,), (2,), (0, 2))
 
 
 def find_pairs(data: Sequence[str | Path], prefix_fields: int | None = None) -> PairScan:
@@ -228,18 +231,32 @@ def crop_window(mask: np.ndarray, size: int, rng: np.random.Generator, on_tumour
     return int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
 
 
+def drop_sequences(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """With probability ``p``, ``x`` (H, W, C) as a slice with a missing sequence looks in the LGG data: FLAIR
+    copied into the pre-contrast channel, the post-contrast one or both (equal odds); channels after the third
+    (a 2.5-D model's neighbours) are left alone. Otherwise ``x`` itself. Draws nothing when ``p`` is 0."""
+    if p <= 0 or x.shape[-1] < 3 or rng.random() >= p:
+        return x
+    out = x.copy()
+    for c in MISSING_PATTERNS[int(rng.integers(len(MISSING_PATTERNS)))]:
+        out[..., c] = x[..., FLAIR]
+    return out
+
+
 def sample_slices(arrays: ArraySet, order: Sequence[int], crop_size: int, crop_tumour: float,
-                  rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                  rng: np.random.Generator, missing_sequence: float = 0.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(image, target) uint8 pairs in ``order``: whole slices, or one :func:`crop_window` crop each; the target
-    is the mask, or the soft target where ``arrays.targets`` is set."""
+    is the mask, or the soft target where ``arrays.targets`` is set. ``missing_sequence``: the share of images
+    given a missing sequence (:func:`drop_sequences`; training augmentation)."""
     targets = arrays.targets if arrays.targets is not None else arrays.masks
     for i in order:
         if crop_size:
             y0, x0 = crop_window(arrays.masks[i], crop_size, rng, crop_tumour)
-            yield (arrays.images[i, y0:y0 + crop_size, x0:x0 + crop_size],
-                   targets[i, y0:y0 + crop_size, x0:x0 + crop_size])
+            x, y = (arrays.images[i, y0:y0 + crop_size, x0:x0 + crop_size],
+                    targets[i, y0:y0 + crop_size, x0:x0 + crop_size])
         else:
-            yield arrays.images[i], targets[i]
+            x, y = arrays.images[i], targets[i]
+        yield drop_sequences(x, rng, missing_sequence), y
 
 
 def make_dataset(
@@ -253,6 +270,7 @@ def make_dataset(
     empty_fraction: float = 1.0,
     crop_size: int = 0,
     crop_tumour: float = 0.5,
+    missing_sequence: float = 0.0,
 ) -> Any:
     """A ``tf.data`` pipeline of (image float [0,1], mask float {0,1}) batches (soft targets in [0, 1] instead of
     masks where ``arrays.targets`` is set).
@@ -261,6 +279,8 @@ def make_dataset(
     (flip, small rotation and zoom) with intensity jitter on the image only. With ``crop_size``
     training batches are random ``crop_size``-square crops (see :func:`crop_window`): the network is
     fully convolutional, so a crop costs about (crop / image)^2 of a whole slice; validation stays whole.
+    With ``missing_sequence`` that share of augmented training images gets a missing sequence
+    (:func:`drop_sequences`).
     """
     import tensorflow as tf
 
@@ -272,7 +292,8 @@ def make_dataset(
 
     def gen() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         order = epoch_indices(arrays, oversample, rng, empty_fraction) if training else np.arange(len(arrays))
-        return sample_slices(arrays, order, crop_size if crop else 0, crop_tumour, rng)
+        dropped = missing_sequence if training and augment else 0.0
+        return sample_slices(arrays, order, crop_size if crop else 0, crop_tumour, rng, dropped)
 
     sig = (tf.TensorSpec((h, w, c), tf.uint8), tf.TensorSpec((h, w, 1), tf.uint8))
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig)

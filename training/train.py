@@ -47,6 +47,7 @@ class TrainConfig:
     empty_fraction: float = 1.0  # share of tumour-free training slices drawn each epoch
     crop_size: int = 0  # train on random crops of this size (0 = whole slices); validation stays whole
     crop_tumour: float = 0.5  # share of crops centred near a tumour pixel (tumour slices only)
+    missing_sequence: float = 0.0  # share of training images given a missing sequence (training.data.drop_sequences)
     ema: float = 0.0  # exponential moving average of the weights (momentum); 0 = off
     normalize: str = "auto"  # "auto" (the source model's, else none) | "none" | "channel"
     resume: str | None = None
@@ -143,7 +144,7 @@ def _emit(progress: Any, event: str, **fields: Any) -> None:
 #: Settings a resumed run takes from its checkpoint, whatever the command line says.
 RESUMED_SETTINGS = ("loss", "learning_rate", "lr_schedule", "batch_size", "empty_fraction", "oversample", "augment",
                     "mixed_precision", "seed", "patience", "val_fraction", "patient_prefix_fields", "crop_size",
-                    "crop_tumour", "ema", "teacher_maps", "distill_alpha", "validate_every")
+                    "crop_tumour", "missing_sequence", "ema", "teacher_maps", "distill_alpha", "validate_every")
 
 
 @dataclass
@@ -292,7 +293,8 @@ def _datasets(cfg: TrainConfig, train_arr: Any, val_arr: Any, n_outputs: int, st
         from training.batches import SliceBatches
 
         return (SliceBatches(train_arr, cfg.batch_size, n_outputs, True, cfg.augment, cfg.oversample, cfg.seed,
-                             cfg.empty_fraction, cfg.crop_size, cfg.crop_tumour, steps),
+                             cfg.empty_fraction, cfg.crop_size, cfg.crop_tumour, steps,
+                             missing_sequence=cfg.missing_sequence),
                 SliceBatches(val_arr, even_batch(len(val_arr), cfg.batch_size), n_outputs, training=False)
                 if len(val_arr) else None)
     import tensorflow as tf
@@ -300,7 +302,7 @@ def _datasets(cfg: TrainConfig, train_arr: Any, val_arr: Any, n_outputs: int, st
     from training.data import make_dataset
 
     train_ds = make_dataset(train_arr, cfg.batch_size, n_outputs, True, cfg.augment, cfg.oversample, cfg.seed,
-                            cfg.empty_fraction, cfg.crop_size, cfg.crop_tumour)
+                            cfg.empty_fraction, cfg.crop_size, cfg.crop_tumour, cfg.missing_sequence)
     if cfg.steps_per_epoch:
         train_ds = train_ds.take(steps)
     train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
@@ -428,6 +430,8 @@ def train(cfg: TrainConfig, json_stream: TextIO | None = None, cancel: threading
         raise ValueError("--ema is a momentum in [0, 1): e.g. 0.995, or 0 for off")
     if not 0.0 <= cfg.distill_alpha <= 1.0:
         raise ValueError("--distill-alpha is a weight in [0, 1]")
+    if not 0.0 <= cfg.missing_sequence <= 1.0:
+        raise ValueError("--missing-sequence is a share of the training images in [0, 1]")
     if cfg.val_fraction == 0 and not cfg.val_patients and cfg.patience:
         raise ValueError("--patience stops on validation Dice: it needs validation patients")
     if cfg.validate_every < 1:
