@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import save_png
+from conftest import ROOT, phantom_patients, save_png
 from unetpp_gui.core.discovery import discover
 from unetpp_gui.core.errors import ImageError, ModelError
 from unetpp_gui.core.image_io import load_image
@@ -248,6 +248,32 @@ def test_unusual_slice_bounds() -> None:
         assert (unusual(x) is None) == (x.std() >= 2.0)
 
 
+def test_single_sequence_slices_are_flagged_through_predict(tiny_model_path: Path, tmp_path: Path) -> None:
+    """A grayscale PNG (one image in every channel) with anatomy is predicted with a warning; a colour slice,
+    one with a single channel differing, and a blank grayscale end slice are not flagged."""
+    from unetpp_gui.cli import main
+    from unetpp_gui.core.ood import single_sequence
+
+    rgb = phantom(64, seed=3)[0]
+    flair = rgb[..., 1]
+    assert single_sequence(np.stack([flair] * 3, -1)) and not single_sequence(rgb)
+    partly = np.stack([flair, flair, rgb[..., 2]], -1)  # pre-contrast missing, as some LGG slices store it
+    assert not single_sequence(partly)
+    sparse = np.zeros((100, 100, 3), np.uint8)
+    sparse.reshape(-1, 3)[:99] = 11  # anatomy on 0.99 % of the pixels: a near-empty end slice
+    assert not single_sequence(sparse)
+    sparse.reshape(-1, 3)[99] = 11  # 1.00 %
+    assert single_sequence(sparse)
+    folder = tmp_path / "in"
+    save_png(folder / "gray.png", flair)  # saved as an 8-bit grayscale PNG
+    save_png(folder / "rgb.png", rgb)
+    save_png(folder / "blank.png", np.zeros((64, 64), np.uint8))
+    assert main(["predict", str(folder), "--model", str(tiny_model_path), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    rows = {Path(r["path"]).name: r for r in _rows(tmp_path / "o")}
+    assert "one MR sequence only" in rows["gray.png"]["warning"] and rows["gray.png"]["decision"]
+    assert rows["rgb.png"]["warning"] == "" and rows["blank.png"]["warning"] == ""
+
+
 # ----- fuzzing ------------------------------------------------------------------------------------------------
 def _mutants(data: bytes, n: int, seed: int) -> list[bytes]:
     rng = np.random.default_rng(seed)
@@ -347,3 +373,28 @@ def test_the_gui_takes_the_hostile_folder_too(qtbot, tiny_model_path: Path, tmp_
     assert win.store.compact[names["white.png"]].warning and win.marker(win.store.index(names["white.png"])) != "error"
     assert all(win.store.compact[p].ok for n, p in names.items() if n not in errors)
     win.close()
+
+
+def test_flair_only_script_writes_grayscale_copies_that_predict_with_the_warning(tiny_model_path: Path,
+                                                                                   tmp_path: Path) -> None:
+    """scripts/flair_only.py: each slice's FLAIR channel as a grayscale PNG beside its mask; the copies are
+    predicted, every slice with anatomy flagged as a single sequence."""
+    from unetpp_gui.cli import main
+
+    data = phantom_patients(tmp_path / "data", ["PA", "PB"], n=2)
+    script = str(ROOT / "scripts" / "flair_only.py")
+    run = subprocess.run([sys.executable, script, str(data), str(tmp_path / "flair"), "--patients", "PA"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    written = sorted(p.name for p in (tmp_path / "flair").rglob("*.png"))
+    assert written == ["PA_1.png", "PA_1_mask.png", "PA_2.png", "PA_2_mask.png"]  # PB was not asked for
+    gray = Image.open(tmp_path / "flair" / "PA" / "PA_1.png")
+    assert gray.mode == "L"
+    assert np.array_equal(np.asarray(gray), np.asarray(Image.open(data / "PA" / "PA_1.png"))[..., 1])
+    assert main(["predict", str(tmp_path / "flair"), "--model", str(tiny_model_path), "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 0
+    rows = _rows(tmp_path / "o")
+    assert len(rows) == 2 and all("one MR sequence only" in r["warning"] for r in rows)
+    missing = subprocess.run([sys.executable, script, str(data), str(tmp_path / "x"), "--patients", "PZ"],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "no such patient folder" in missing.stderr
