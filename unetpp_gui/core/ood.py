@@ -4,10 +4,10 @@ Measured on the 3,140 LGG slices (256x256 RGB): at most 0.03 % of a slice's pixe
 (255 in some channel), and a slice without anatomy is dark (nearly uniform near 0). A slice outside
 those bounds is still predicted, but its result carries a warning instead of a silent decision.
 
-A slice with anatomy whose three channels are one image (a grayscale PNG, a one-channel NIfTI study, or an
-LGG slice stored with only FLAIR) gives the model one MR sequence where it learned from three: the bundled
-model's mean patient Dice on grayscale FLAIR copies of its test patients was 0.72 against 0.84 (model card,
-"Single-sequence slices"), so those results carry a warning too.
+A slice with anatomy whose three channels are one image (a grayscale PNG, a study holding one sequence
+three times, or an LGG slice stored with only FLAIR) gives the model one MR sequence where it learned from
+three: the bundled model's mean patient Dice on grayscale FLAIR copies of its test patients was 0.72
+against 0.84 (model card, "Single-sequence slices"), so those results carry a warning too.
 """
 
 from __future__ import annotations
