@@ -434,6 +434,7 @@ def test_missed_tumour_and_false_alarm_are_named(qtbot, tmp_path: Path) -> None:
     lesion[20:30, 20:30] = 230
     dim = np.full((64, 64, 3), 60, np.uint8)
     dim[20:30, 20:30] = 120  # a lesion the model cannot see
+    lesion[..., 0] = dim[..., 0] = 40  # three sequences, not one repeated (which adds a warning to the tooltip)
     truth = np.zeros((64, 64), np.uint8)
     truth[20:30, 20:30] = 255
     for name, img, mask in (("a_hit", lesion, truth), ("b_missed", dim, truth), ("c_alarm", lesion, truth * 0),
