@@ -19,13 +19,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-FLAIR = 1  # the LGG slices' channels: pre-contrast, FLAIR, post-contrast
-
 
 def copy_flair(data: Path, out: Path, patients: list[str]) -> int:
     """Copy each patient folder of ``data`` to ``out`` with every slice reduced to its FLAIR channel; returns the
     number of slices written. A patient without a folder is an error (nothing is written for it)."""
-    from unetpp_gui.core.discovery import find_ground_truth
+    from training.data import FLAIR
+    from unetpp_gui.core.discovery import find_ground_truth, is_mask_file
 
     written = 0
     for patient in patients:
@@ -35,7 +34,7 @@ def copy_flair(data: Path, out: Path, patients: list[str]) -> int:
         dst = out / patient
         dst.mkdir(parents=True, exist_ok=True)
         for image in sorted(src.glob("*.png")):
-            if image.stem.endswith("_mask"):
+            if is_mask_file(image):
                 continue
             x = np.asarray(Image.open(image))
             flair = x[..., FLAIR] if x.ndim == 3 else x

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unetpp_gui.core.normalize import channel_peak
+from unetpp_gui.core.normalize import ChannelNorm, channel_peak
 
 #: Share of saturated pixels above which a slice is flagged (the LGG slices: at most 0.0003).
 MAX_SATURATED = 0.01
@@ -23,9 +23,10 @@ UNIFORM_STD = 2.0
 #: ... and flagged when its mean is above this (blank LGG slices are black).
 UNIFORM_MEAN = 20.0
 #: A slice has anatomy when this share of its pixels is brighter than ANATOMY_LEVEL (the normalisation's own
-#: foreground rule); only then is a single sequence flagged (blank end slices are alike in every channel).
-ANATOMY_SHARE = 0.01
-ANATOMY_LEVEL = 10
+#: foreground rule, 1 % above 10); only then is a single sequence flagged (blank end slices are alike in every
+#: channel).
+ANATOMY_SHARE = ChannelNorm.min_foreground
+ANATOMY_LEVEL = ChannelNorm.floor
 
 
 def unusual(image: np.ndarray) -> str | None:
