@@ -96,6 +96,16 @@ class CancelAtFirstCheckpoint(io.StringIO):
         return super().write(text)
 
 
+def phantom_arrays(n: int = 8, size: int = 32):
+    """A training-set ArraySet of ``n`` phantom slices with lesions and their masks, one patient ("p")."""
+    from training.data import ArraySet
+    from unetpp_gui.core.phantom import phantom
+
+    pairs = [phantom(size, lesion=True, seed=i) for i in range(n)]
+    return ArraySet(np.stack([img for img, _ in pairs]).astype(np.uint8),
+                    np.stack([m[..., None] for _, m in pairs]).astype(np.uint8), ["p"] * n)
+
+
 def phantom_patients(root: Path, names: list[str], n: int = 4) -> Path:
     """Patient folders of 64x64 phantom slices with masks (every other slice has a lesion)."""
     from unetpp_gui.core.phantom import phantom

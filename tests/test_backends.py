@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, phantom_patients, save_png
+from conftest import ROOT, phantom_arrays, phantom_patients, save_png
 
 needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 
@@ -20,19 +20,10 @@ NO_TF = ("import sys, runpy; sys.modules['tensorflow'] = None; sys.argv = ['trai
          "runpy.run_module('training', run_name='__main__')")
 
 
-def _arrays(n: int = 8, size: int = 32):
-    from training.data import ArraySet
-    from unetpp_gui.core.phantom import phantom
-
-    pairs = [phantom(size, lesion=True, seed=i) for i in range(n)]
-    return ArraySet(np.stack([img for img, _ in pairs]).astype(np.uint8),
-                    np.stack([m[..., None] for _, m in pairs]).astype(np.uint8), ["p"] * n)
-
-
 def test_slice_batches_augment_images_and_masks_together() -> None:
     from training.batches import SliceBatches
 
-    arrays = _arrays()
+    arrays = phantom_arrays()
     plain = SliceBatches(arrays, 8, training=False, workers=1)[0]
     x, y = (np.asarray(t) for t in SliceBatches(arrays, 8, augment=True, seed=3, workers=1)[0])
     assert x.shape == (8, 32, 32, 3) and y.shape == (8, 32, 32, 1)
@@ -50,7 +41,7 @@ def test_slice_batches_augment_images_and_masks_together() -> None:
 def test_slice_batches_are_reproducible_reshuffled_and_cropped() -> None:
     from training.batches import SliceBatches
 
-    arrays = _arrays(12)
+    arrays = phantom_arrays(12)
     a = SliceBatches(arrays, 4, n_outputs=3, seed=5, crop_size=16, crop_tumour=1.0, workers=1)
     b = SliceBatches(arrays, 4, n_outputs=3, seed=5, crop_size=16, crop_tumour=1.0, workers=1)
     assert len(a) == 3

@@ -9,24 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import phantom_patients
+from tests.conftest import phantom_arrays, phantom_patients
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _soft_arrays(n: int = 8):
     """Phantom slices whose targets are the masks at level 200 inside and 40 on a band around them."""
-    from training.data import ArraySet
-    from unetpp_gui.core.phantom import phantom
-
-    pairs = [phantom(32, lesion=True, seed=i) for i in range(n)]
-    images = np.stack([img for img, _ in pairs]).astype(np.uint8)
-    masks = np.stack([m[..., None] for _, m in pairs]).astype(np.uint8)
+    arrays = phantom_arrays(n)
+    masks = arrays.masks
     targets = np.where(masks > 0, 200, 0).astype(np.uint8)
     grown = np.pad(masks, ((0, 0), (1, 1), (1, 1), (0, 0)))
     band = (grown[:, 2:, 1:-1] | grown[:, :-2, 1:-1] | grown[:, 1:-1, 2:] | grown[:, 1:-1, :-2]) & (masks == 0)
     targets[band > 0] = 40
-    return ArraySet(images, masks, ["p"] * n, targets)
+    arrays.targets = targets
+    return arrays
 
 
 def test_teacher_maps_script_and_blended_targets(tmp_path: Path, tiny_model_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import phantom_patients
+from conftest import phantom_arrays, phantom_patients
 
 
 def _slice(channels: int = 3, size: int = 8) -> np.ndarray:
@@ -40,15 +40,11 @@ def test_drop_sequences_copies_flair_in_the_datasets_three_patterns_at_the_asked
     assert drop_sequences(two, rng, 1.0) is two  # no third channel: nothing to stand in for
 
 
-def _arrays(n: int = 8, size: int = 32):
-    from training.data import ArraySet
-    from unetpp_gui.core.phantom import phantom
-
-    pairs = [phantom(size, lesion=True, seed=i) for i in range(n)]
-    images = np.stack([img for img, _ in pairs]).astype(np.uint8)
-    images[..., 0] //= 2  # three distinct channels, so a copied FLAIR shows
-    images[..., 2] = 255 - images[..., 2]
-    return ArraySet(images, np.stack([m[..., None] for _, m in pairs]).astype(np.uint8), ["p"] * n)
+def _arrays():
+    arrays = phantom_arrays()
+    arrays.images[..., 0] //= 2  # three distinct channels, so a copied FLAIR shows
+    arrays.images[..., 2] = 255 - arrays.images[..., 2]
+    return arrays
 
 
 def test_both_pipelines_drop_sequences_in_training_batches_only() -> None:
