@@ -386,6 +386,42 @@ def test_ensemble_script_averages_its_members_probabilities(tmp_path: Path) -> N
     assert (meta.pixel_threshold, meta.patient_filter) == (0.5, {})
 
 
+def test_ensemble_of_a_2d_and_a_2_5d_network_feeds_each_its_channels(tmp_path: Path) -> None:
+    """A 2-D member beside a 2.5-D one reads the slice's own (leading) channels of the 2.5-D input; the file keeps
+    the 2.5-D member's context; members normalised differently are refused with a message, and nothing is written."""
+    from training.models import build_unet
+    from training.saving import save_model
+    from unetpp_gui.core.metadata import ModelMetadata, read_metadata
+    from unetpp_gui.core.model_io import load_model
+
+    script = str(Path(__file__).resolve().parent.parent / "scripts" / "ensemble.py")
+    from unetpp_gui.core.normalize import ChannelNorm
+
+    norm = ChannelNorm((133.0, 136.0, 123.0)).to_dict()
+    flat = save_model(build_unet((32, 32, 3), base_filters=4, depth=3), tmp_path / "flat.h5",
+                      ModelMetadata(name="flat", input_normalization=norm))
+    deep = save_model(build_unet((32, 32, 5), base_filters=4, depth=3), tmp_path / "deep.h5",
+                      ModelMetadata(name="deep", input_normalization=norm, input_context={"slices": 1, "channel": 1},
+                                    training={"split": {"train": ["PA"]}}))
+    out = tmp_path / "mix.h5"
+    run = subprocess.run([sys.executable, script, str(out), str(flat), str(deep)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    x = np.random.default_rng(1).random((2, 32, 32, 5)).astype(np.float32)
+    want = (load_model(flat).predict_batch(x[..., :3]) + load_model(deep).predict_batch(x)) / 2
+    mix = load_model(out)
+    assert mix.channels == 5 and mix.context is not None and mix.context.slices == 1
+    np.testing.assert_allclose(mix.predict_batch(x), want, atol=1e-5)
+    assert read_metadata(out).input_normalization == norm and read_metadata(out).training["split"] == {"train": ["PA"]}
+
+    other = save_model(build_unet((32, 32, 3), base_filters=4, depth=3), tmp_path / "other.h5",
+                       ModelMetadata(name="other", input_normalization=ChannelNorm((120.0, 136.0, 123.0)).to_dict()))
+    refused = subprocess.run([sys.executable, script, str(tmp_path / "bad.h5"), str(other), str(deep)],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "normalise their input differently" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "bad.h5").exists()
+
+
 @pytest.mark.slow
 def test_training_without_validation_keeps_the_last_epoch(tmp_path: Path) -> None:
     """--val-fraction 0: every patient but the test ones trains, each epoch is saved as the model (the last one
