@@ -39,6 +39,7 @@ def build_ensemble(out: Path, members: list[Path]) -> Path:
     import keras
 
     from training.saving import load_keras, save_model
+    from unetpp_gui.core.context import SliceContext
     from unetpp_gui.core.metadata import DEFAULT_DECISION_THRESHOLD, DEFAULT_PIXEL_THRESHOLD, read_metadata
 
     metas = [read_metadata(p) for p in members]
@@ -48,17 +49,19 @@ def build_ensemble(out: Path, members: list[Path]) -> Path:
                          "same --normalize)")
     nets = [load_keras(p) for p in members]
     widths = [int(net.input_shape[-1]) for net in nets]
-    wide = widths.index(max(widths))
+    full = max(widths)
+    wide = widths.index(full)
     meta = metas[wide]
-    own = max(widths) - 2 * int((meta.input_context or {}).get("slices", 0))
-    if any(w not in (own, max(widths)) for w in widths):
+    ctx = SliceContext.from_dict(meta.input_context)
+    own = full - (ctx.extra_channels if ctx else 0)
+    if any(w not in (own, full) for w in widths):
         raise ValueError(f"members with {widths} input channels: a narrower member must read exactly the "
                          f"{own} own channels of the widest one's slices")
     image = keras.Input(nets[wide].input_shape[1:], name="image")
     maps = []
     for i, (net, width) in enumerate(zip(nets, widths)):
         net.name = f"member_{i}"  # layer names must be unique in the combined model
-        y = net(image if width == max(widths) else _leading_channels(image, width, f"member_{i}_input"))
+        y = net(image if width == full else _leading_channels(image, width, f"member_{i}_input"))
         maps.append(y[-1] if isinstance(y, (list, tuple)) else y)
     mean = keras.layers.Average(name="average")(maps)
     # an activation layer that leaves probabilities as they are: an output without one is read as logits

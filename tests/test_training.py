@@ -393,10 +393,9 @@ def test_ensemble_of_a_2d_and_a_2_5d_network_feeds_each_its_channels(tmp_path: P
     from training.saving import save_model
     from unetpp_gui.core.metadata import ModelMetadata, read_metadata
     from unetpp_gui.core.model_io import load_model
-
-    script = str(Path(__file__).resolve().parent.parent / "scripts" / "ensemble.py")
     from unetpp_gui.core.normalize import ChannelNorm
 
+    script = str(Path(__file__).resolve().parent.parent / "scripts" / "ensemble.py")
     norm = ChannelNorm((133.0, 136.0, 123.0)).to_dict()
     flat = save_model(build_unet((32, 32, 3), base_filters=4, depth=3), tmp_path / "flat.h5",
                       ModelMetadata(name="flat", input_normalization=norm))
